@@ -1,0 +1,451 @@
+//! The node's configuration (`adapter.toml`): its shape, defaults, environment overrides and checks.
+//! It reports every problem with file:line; it must not open databases, keys or sockets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::diag::{Problem, Problems};
+use crate::tomlfile;
+
+/// Where the node looks for its config when `--config` is not given, in order.
+pub const DEFAULT_CONFIG_PATHS: [&str; 2] = ["adapter.toml", "/etc/smev-adapter/adapter.toml"];
+/// Overrides the listen address from the config.
+pub const ENV_LISTEN: &str = "SMEV_ADAPTER_LISTEN";
+/// Overrides `storage.data_dir` from the config.
+pub const ENV_DATA_DIR: &str = "SMEV_ADAPTER_DATA_DIR";
+
+/// A loaded, validated configuration. Relative paths are already resolved against the config file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub node: NodeIdentity,
+    pub listen: SocketAddr,
+    pub endpoint_path: String,
+    /// The WSDL and XSD files served at `/ws?wsdl`.
+    pub wsdl_dir: PathBuf,
+    pub limits: Limits,
+    pub data_dir: PathBuf,
+    pub gateway_url: Option<String>,
+    pub keys: KeyPaths,
+    pub mappings_dir: PathBuf,
+    pub datasources: BTreeMap<String, DatasourceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub mnemonic: String,
+    pub name: String,
+    pub reply: ReplyMode,
+}
+
+/// How a provider answer reaches the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyMode {
+    /// The signed answer is returned in the HTTP response to SendRequest.
+    Sync,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_concurrent: usize,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub xml: XmlLimits,
+}
+
+/// Bounds on an incoming XML document, checked before anything reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    pub max_depth: usize,
+    pub max_nodes: u32,
+    pub max_attributes_per_element: usize,
+    pub max_text_bytes: usize,
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        Self { max_depth: 64, max_nodes: 100_000, max_attributes_per_element: 64, max_text_bytes: 8 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyPaths {
+    pub private_key: Option<PathBuf>,
+    pub certificate: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DatasourceConfig {
+    Sqlite(SqliteDatasource),
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteDatasource {
+    pub path: PathBuf,
+    /// When set and the database file is missing, it is built from this sample folder on start.
+    pub create_from_samples: Option<PathBuf>,
+    pub busy_timeout: Duration,
+    pub pool_size: usize,
+}
+
+// ---- the file's shape -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawConfig {
+    node: RawNode,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    mappings: RawMappings,
+    #[serde(default)]
+    datasources: BTreeMap<String, RawDatasource>,
+}
+
+#[derive(Deserialize)]
+struct RawNode {
+    mnemonic: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    reply: Option<ReplyMode>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawServer {
+    listen: Option<String>,
+    path: Option<String>,
+    wsdl_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawLimits {
+    max_body: Option<Size>,
+    max_concurrent: Option<usize>,
+    request_timeout: Option<String>,
+    shutdown_grace: Option<String>,
+    max_xml_depth: Option<usize>,
+    max_xml_nodes: Option<u32>,
+    max_attributes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStorage {
+    data_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawGateway {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawKeys {
+    private_key: Option<String>,
+    certificate: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawMappings {
+    dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RawDatasource {
+    Sqlite {
+        path: String,
+        #[serde(default)]
+        create_from_samples: Option<String>,
+        #[serde(default)]
+        busy_timeout: Option<String>,
+        #[serde(default)]
+        pool_size: Option<usize>,
+    },
+}
+
+/// A size written as bytes (`1048576`) or with a unit (`"10MiB"`, `"512KiB"`, `"1GiB"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+impl Config {
+    /// The config file to use: the given one, else the first of [`DEFAULT_CONFIG_PATHS`] that exists.
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, Problems> {
+        if let Some(p) = explicit {
+            return Ok(p.to_path_buf());
+        }
+        DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
+            Problems(vec![Problem::whole_file(
+                Path::new(DEFAULT_CONFIG_PATHS[0]),
+                format!(
+                    "no config file: looked for {} (pass --config PATH)",
+                    DEFAULT_CONFIG_PATHS.join(" and ")
+                ),
+            )])
+        })
+    }
+
+    /// Reads and validates the file, applying the process environment's overrides.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Problems(vec![Problem::whole_file(path, format!("cannot read: {e}"))]))?;
+        Self::parse(path, &text, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates `text` as the contents of `path`; `env` supplies override variables (tests pass their own).
+    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+        let parsed = tomlfile::parse::<RawConfig>(path, text);
+        let mut problems = parsed.problems;
+        let Some(raw) = parsed.value else {
+            return Err(Problems(problems));
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut v = Validator { file: path, text, base: &base, problems: &mut problems };
+        let config = v.build(raw, env);
+        if problems.is_empty() { Ok(config) } else { Err(Problems(problems)) }
+    }
+}
+
+/// Turns the raw shape into a [`Config`], recording a located problem for each bad value.
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, key: &[&str], message: String) {
+        let span = tomlfile::value_span(self.text, key);
+        self.problems.push(Problem::at_span(self.file, self.text, span, message));
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    fn build(&mut self, raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Config {
+        let node = self.node(raw.node);
+        let listen = self.listen(raw.server.listen, env);
+        let endpoint_path = self.endpoint_path(raw.server.path);
+        let wsdl_dir = self.resolve(raw.server.wsdl_dir.as_deref().unwrap_or("wsdl"));
+        if !wsdl_dir.join(crate::server::WSDL_FILE).is_file() {
+            let shown = wsdl_dir.display().to_string();
+            self.problem(&["server", "wsdl_dir"], format!("wsdl_dir `{shown}` holds no {}", crate::server::WSDL_FILE));
+        }
+        let limits = self.limits(raw.limits);
+        let data_dir = match env(ENV_DATA_DIR) {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => self.resolve(raw.storage.data_dir.as_deref().unwrap_or("data")),
+        };
+        let gateway_url = self.gateway_url(raw.gateway.url);
+        let keys = KeyPaths {
+            private_key: raw.keys.private_key.map(|p| self.resolve(&p)),
+            certificate: raw.keys.certificate.map(|p| self.resolve(&p)),
+        };
+        let mappings_dir = self.resolve(raw.mappings.dir.as_deref().unwrap_or("mappings"));
+        if !mappings_dir.is_dir() {
+            let shown = mappings_dir.display().to_string();
+            self.problem(&["mappings", "dir"], format!("mappings directory `{shown}` does not exist"));
+        }
+        let datasources = raw.datasources.into_iter().map(|(name, ds)| (name.clone(), self.datasource(&name, ds))).collect();
+        Config {
+            source: self.file.to_path_buf(),
+            node,
+            listen,
+            endpoint_path,
+            wsdl_dir,
+            limits,
+            data_dir,
+            gateway_url,
+            keys,
+            mappings_dir,
+            datasources,
+        }
+    }
+
+    fn node(&mut self, raw: RawNode) -> NodeIdentity {
+        let mnemonic_ok = !raw.mnemonic.is_empty()
+            && raw.mnemonic.len() <= 100
+            && raw.mnemonic.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !mnemonic_ok {
+            self.problem(
+                &["node", "mnemonic"],
+                "node.mnemonic must be 1-100 characters of A-Z, a-z, 0-9, '_' or '-'".into(),
+            );
+        }
+        NodeIdentity {
+            name: raw.name.unwrap_or_else(|| raw.mnemonic.clone()),
+            mnemonic: raw.mnemonic,
+            reply: raw.reply.unwrap_or(ReplyMode::Sync),
+        }
+    }
+
+    fn listen(&mut self, raw: Option<String>, env: &dyn Fn(&str) -> Option<String>) -> SocketAddr {
+        let fallback = SocketAddr::from(([127, 0, 0, 1], 7575));
+        if let Some(value) = env(ENV_LISTEN).filter(|v| !v.is_empty()) {
+            return value.parse().unwrap_or_else(|_| {
+                self.problems.push(Problem::whole_file(
+                    self.file,
+                    format!("environment variable {ENV_LISTEN}=`{value}` is not an address like 127.0.0.1:7575"),
+                ));
+                fallback
+            });
+        }
+        let Some(value) = raw else { return fallback };
+        value.parse().unwrap_or_else(|_| {
+            self.problem(&["server", "listen"], format!("server.listen `{value}` is not an address like 127.0.0.1:7575"));
+            fallback
+        })
+    }
+
+    fn endpoint_path(&mut self, raw: Option<String>) -> String {
+        let path = raw.unwrap_or_else(|| "/ws".into());
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            self.problem(&["server", "path"], format!("server.path `{path}` must start with '/' and hold no '?', '#' or spaces"));
+        }
+        path
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> Limits {
+        let max_body_bytes = match raw.max_body {
+            None => 10 * 1024 * 1024,
+            Some(size) => self.size(&["limits", "max_body"], size).unwrap_or(10 * 1024 * 1024),
+        };
+        let max_concurrent = raw.max_concurrent.unwrap_or(256);
+        if max_concurrent == 0 {
+            self.problem(&["limits", "max_concurrent"], "limits.max_concurrent must be at least 1".into());
+        }
+        let defaults = XmlLimits::default();
+        let xml = XmlLimits {
+            max_depth: raw.max_xml_depth.unwrap_or(defaults.max_depth),
+            max_nodes: raw.max_xml_nodes.unwrap_or(defaults.max_nodes),
+            max_attributes_per_element: raw.max_attributes.unwrap_or(defaults.max_attributes_per_element),
+            max_text_bytes: max_body_bytes,
+        };
+        Limits {
+            max_body_bytes,
+            max_concurrent: max_concurrent.max(1),
+            request_timeout: self.duration(&["limits", "request_timeout"], raw.request_timeout, Duration::from_secs(30)),
+            shutdown_grace: self.duration(&["limits", "shutdown_grace"], raw.shutdown_grace, Duration::from_secs(10)),
+            xml,
+        }
+    }
+
+    fn size(&mut self, key: &[&str], size: Size) -> Option<usize> {
+        let parsed = match &size {
+            Size::Bytes(b) => usize::try_from(*b).ok(),
+            Size::Text(t) => parse_size(t),
+        };
+        match parsed {
+            Some(0) | None => {
+                let shown = match size {
+                    Size::Bytes(b) => b.to_string(),
+                    Size::Text(t) => t,
+                };
+                self.problem(key, format!("{} `{shown}` is not a size like 10MiB, 512KiB or 1048576", key.join(".")));
+                None
+            }
+            ok => ok,
+        }
+    }
+
+    fn duration(&mut self, key: &[&str], raw: Option<String>, default: Duration) -> Duration {
+        let Some(text) = raw else { return default };
+        parse_duration(&text).unwrap_or_else(|| {
+            self.problem(key, format!("{} `{text}` is not a duration like 500ms, 30s, 5m, 2h or 2d", key.join(".")));
+            default
+        })
+    }
+
+    fn gateway_url(&mut self, raw: Option<String>) -> Option<String> {
+        let url = raw?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.problem(&["gateway", "url"], format!("gateway.url `{url}` must start with http:// or https://"));
+        }
+        Some(url)
+    }
+
+    fn datasource(&mut self, name: &str, raw: RawDatasource) -> DatasourceConfig {
+        match raw {
+            RawDatasource::Sqlite { path, create_from_samples, busy_timeout, pool_size } => {
+                let path = self.resolve(&path);
+                let create_from_samples = create_from_samples.map(|p| self.resolve(&p));
+                match &create_from_samples {
+                    Some(samples) if !samples.is_dir() => {
+                        let shown = samples.display().to_string();
+                        self.problem(
+                            &["datasources", name, "create_from_samples"],
+                            format!("sample folder `{shown}` does not exist"),
+                        );
+                    }
+                    None if !path.exists() => {
+                        let shown = path.display().to_string();
+                        self.problem(&["datasources", name, "path"], format!("SQLite database `{shown}` does not exist"));
+                    }
+                    _ => {}
+                }
+                let busy = self.duration(&["datasources", name, "busy_timeout"], busy_timeout, Duration::from_secs(5));
+                DatasourceConfig::Sqlite(SqliteDatasource {
+                    path,
+                    create_from_samples,
+                    busy_timeout: busy,
+                    pool_size: pool_size.unwrap_or(4).max(1),
+                })
+            }
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `2d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "ms" => n,
+        "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+/// Parses `10MiB`, `512KiB`, `1GiB`, `100B` or a bare number of bytes.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: usize = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1024,
+        "MiB" | "M" | "MB" => 1024 * 1024,
+        "GiB" | "G" | "GB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}

@@ -1,0 +1,15 @@
+//! smev-adapter: an agency's node in an SMEV 3-style interagency exchange.
+//! The library holds every concern; the binary (`src/main.rs`) only calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod datasource;
+pub mod diag;
+pub mod mapping;
+pub mod node;
+pub mod provider;
+pub mod samples;
+pub mod server;
+pub mod soap;
+pub mod tomlfile;
+pub mod xml;

@@ -1,0 +1,79 @@
+//! The running node's state, assembled once at start: config, datasources, mappings, identity.
+//! Per-node work happens here so that nothing is rebuilt per message; it must not serve HTTP itself.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, DatasourceConfig};
+use crate::datasource::{DatasourceError, Datasources};
+use crate::diag::Problems;
+use crate::mapping::MappingSet;
+use crate::samples::{self, SampleError};
+use crate::soap::MessageId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data_dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Samples(#[from] SampleError),
+    #[error(transparent)]
+    Datasource(#[from] DatasourceError),
+    #[error("the mapping set is invalid:\n{0}")]
+    Mappings(Problems),
+}
+
+/// Everything a request needs, built once.
+pub struct Node {
+    pub config: Config,
+    pub datasources: Datasources,
+    pub mappings: MappingSet,
+    /// The node field of the v1 UUIDs this node generates.
+    uuid_node: [u8; 6],
+}
+
+impl Node {
+    /// Prepares the data directory and sample database, opens datasources and loads the mapping set.
+    pub fn start(config: Config) -> Result<Node, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        build_missing_sample_databases(&config)?;
+        let datasources = Datasources::open(&config.datasources)?;
+        let mappings = MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
+        Ok(Node { config, datasources, mappings, uuid_node: random_uuid_node() })
+    }
+
+    /// A fresh MessageID for a message this node creates.
+    pub fn new_message_id(&self) -> MessageId {
+        MessageId::generate(&self.uuid_node)
+    }
+
+    /// Storage readiness: the data directory accepts writes.
+    pub fn storage_health(&self) -> Result<(), String> {
+        let probe = self.config.data_dir.join(".readyz-probe");
+        std::fs::write(&probe, b"ok")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| format!("data_dir {} is not writable: {e}", self.config.data_dir.display()))
+    }
+}
+
+/// Builds each SQLite datasource that names a sample folder and whose file is missing.
+pub fn build_missing_sample_databases(config: &Config) -> Result<(), SampleError> {
+    for (name, ds) in &config.datasources {
+        let DatasourceConfig::Sqlite(sqlite) = ds;
+        if let Some(samples_dir) = &sqlite.create_from_samples
+            && samples::ensure_database(samples_dir, &sqlite.path)?
+        {
+            tracing::info!(datasource = %name, path = %sqlite.path.display(), "built the sample database from {}", samples_dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// A random node id with the multicast bit set, as RFC 4122 asks when no MAC address is used.
+fn random_uuid_node() -> [u8; 6] {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut node = [0u8; 6];
+    node.copy_from_slice(&bytes[10..16]);
+    node[0] |= 0x01;
+    node
+}
