@@ -35,7 +35,9 @@ pub enum Command {
     ///
     /// On first start it creates data_dir and builds the sample database if a datasource names
     /// `create_from_samples` and its file is missing. Stops cleanly on SIGTERM or Ctrl-C.
-    #[command(after_help = "Environment: SMEV_ADAPTER_LISTEN overrides server.listen, SMEV_ADAPTER_DATA_DIR overrides storage.data_dir.")]
+    #[command(
+        after_help = "Environment: SMEV_ADAPTER_LISTEN overrides server.listen, SMEV_ADAPTER_DATA_DIR overrides storage.data_dir."
+    )]
     Serve {
         /// Listen address, overriding the config and SMEV_ADAPTER_LISTEN (e.g. 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
@@ -79,8 +81,12 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -93,7 +99,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Samples(SamplesCommand::BuildDb { samples, out }) => {
             let _ = std::fs::remove_file(&out);
-            crate::samples::build_database(&samples, &out).with_context(|| format!("building {}", out.display()))?;
+            crate::samples::build_database(&samples, &out)
+                .with_context(|| format!("building {}", out.display()))?;
             println!("built {} from {}", out.display(), samples.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -115,7 +122,11 @@ pub fn check(explicit: Option<&Path>) -> ExitCode {
     for p in &problems {
         println!("{p}");
     }
-    println!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    println!(
+        "{} problem{} found",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
     ExitCode::FAILURE
 }
 
@@ -148,15 +159,27 @@ fn collect_problems(explicit: Option<&Path>) -> Vec<Problem> {
 
 /// With an invalid config, mappings are still checked on their own (without datasource checks).
 fn mappings_of_broken_config(config_path: &Path) -> Vec<Problem> {
-    let Ok(text) = std::fs::read_to_string(config_path) else { return Vec::new() };
-    let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(config_path) else {
+        return Vec::new();
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
     let base = config_path.parent().unwrap_or(Path::new(""));
-    let dir = table.get("mappings").and_then(|m| m.get("dir")).and_then(|d| d.as_str()).unwrap_or("mappings");
+    let dir = table
+        .get("mappings")
+        .and_then(|m| m.get("dir"))
+        .and_then(|d| d.as_str())
+        .unwrap_or("mappings");
     let dir = base.join(dir);
     if !dir.is_dir() {
         return Vec::new();
     }
-    let names: Vec<String> = table.get("datasources").and_then(|d| d.as_table()).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+    let names: Vec<String> = table
+        .get("datasources")
+        .and_then(|d| d.as_table())
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
     crate::mapping::load_dir(&dir, &names).1
 }
 
@@ -167,7 +190,10 @@ fn serve(explicit: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Resul
             for p in &problems {
                 eprintln!("{p}");
             }
-            anyhow::bail!("the configuration is invalid ({} problems); `smev-adapter check` lists them too", problems.len());
+            anyhow::bail!(
+                "the configuration is invalid ({} problems); `smev-adapter check` lists them too",
+                problems.len()
+            );
         }
     };
     if let Some(addr) = listen {

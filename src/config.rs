@@ -70,7 +70,12 @@ pub struct XmlLimits {
 
 impl Default for XmlLimits {
     fn default() -> Self {
-        Self { max_depth: 64, max_nodes: 100_000, max_attributes_per_element: 64, max_text_bytes: 8 * 1024 * 1024 }
+        Self {
+            max_depth: 64,
+            max_nodes: 100_000,
+            max_attributes_per_element: 64,
+            max_text_bytes: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -193,15 +198,19 @@ impl Config {
         if let Some(p) = explicit {
             return Ok(p.to_path_buf());
         }
-        DEFAULT_CONFIG_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).ok_or_else(|| {
-            Problems(vec![Problem::whole_file(
-                Path::new(DEFAULT_CONFIG_PATHS[0]),
-                format!(
-                    "no config file: looked for {} (pass --config PATH)",
-                    DEFAULT_CONFIG_PATHS.join(" and ")
-                ),
-            )])
-        })
+        DEFAULT_CONFIG_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                Problems(vec![Problem::whole_file(
+                    Path::new(DEFAULT_CONFIG_PATHS[0]),
+                    format!(
+                        "no config file: looked for {} (pass --config PATH)",
+                        DEFAULT_CONFIG_PATHS.join(" and ")
+                    ),
+                )])
+            })
     }
 
     /// Reads and validates the file, applying the process environment's overrides.
@@ -212,16 +221,29 @@ impl Config {
     }
 
     /// Validates `text` as the contents of `path`; `env` supplies override variables (tests pass their own).
-    pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Problems> {
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Problems> {
         let parsed = tomlfile::parse::<RawConfig>(path, text);
         let mut problems = parsed.problems;
         let Some(raw) = parsed.value else {
             return Err(Problems(problems));
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut v = Validator { file: path, text, base: &base, problems: &mut problems };
+        let mut v = Validator {
+            file: path,
+            text,
+            base: &base,
+            problems: &mut problems,
+        };
         let config = v.build(raw, env);
-        if problems.is_empty() { Ok(config) } else { Err(Problems(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(Problems(problems))
+        }
     }
 }
 
@@ -236,12 +258,17 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn problem(&mut self, key: &[&str], message: String) {
         let span = tomlfile::value_span(self.text, key);
-        self.problems.push(Problem::at_span(self.file, self.text, span, message));
+        self.problems
+            .push(Problem::at_span(self.file, self.text, span, message));
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 
     fn build(&mut self, raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Config {
@@ -251,7 +278,10 @@ impl Validator<'_> {
         let wsdl_dir = self.resolve(raw.server.wsdl_dir.as_deref().unwrap_or("wsdl"));
         if !wsdl_dir.join(crate::server::WSDL_FILE).is_file() {
             let shown = wsdl_dir.display().to_string();
-            self.problem(&["server", "wsdl_dir"], format!("wsdl_dir `{shown}` holds no {}", crate::server::WSDL_FILE));
+            self.problem(
+                &["server", "wsdl_dir"],
+                format!("wsdl_dir `{shown}` holds no {}", crate::server::WSDL_FILE),
+            );
         }
         let limits = self.limits(raw.limits);
         let data_dir = match env(ENV_DATA_DIR) {
@@ -266,9 +296,16 @@ impl Validator<'_> {
         let mappings_dir = self.resolve(raw.mappings.dir.as_deref().unwrap_or("mappings"));
         if !mappings_dir.is_dir() {
             let shown = mappings_dir.display().to_string();
-            self.problem(&["mappings", "dir"], format!("mappings directory `{shown}` does not exist"));
+            self.problem(
+                &["mappings", "dir"],
+                format!("mappings directory `{shown}` does not exist"),
+            );
         }
-        let datasources = raw.datasources.into_iter().map(|(name, ds)| (name.clone(), self.datasource(&name, ds))).collect();
+        let datasources = raw
+            .datasources
+            .into_iter()
+            .map(|(name, ds)| (name.clone(), self.datasource(&name, ds)))
+            .collect();
         Config {
             source: self.file.to_path_buf(),
             node,
@@ -287,7 +324,10 @@ impl Validator<'_> {
     fn node(&mut self, raw: RawNode) -> NodeIdentity {
         let mnemonic_ok = !raw.mnemonic.is_empty()
             && raw.mnemonic.len() <= 100
-            && raw.mnemonic.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && raw
+                .mnemonic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !mnemonic_ok {
             self.problem(
                 &["node", "mnemonic"],
@@ -314,7 +354,10 @@ impl Validator<'_> {
         }
         let Some(value) = raw else { return fallback };
         value.parse().unwrap_or_else(|_| {
-            self.problem(&["server", "listen"], format!("server.listen `{value}` is not an address like 127.0.0.1:7575"));
+            self.problem(
+                &["server", "listen"],
+                format!("server.listen `{value}` is not an address like 127.0.0.1:7575"),
+            );
             fallback
         })
     }
@@ -322,7 +365,10 @@ impl Validator<'_> {
     fn endpoint_path(&mut self, raw: Option<String>) -> String {
         let path = raw.unwrap_or_else(|| "/ws".into());
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-            self.problem(&["server", "path"], format!("server.path `{path}` must start with '/' and hold no '?', '#' or spaces"));
+            self.problem(
+                &["server", "path"],
+                format!("server.path `{path}` must start with '/' and hold no '?', '#' or spaces"),
+            );
         }
         path
     }
@@ -330,24 +376,39 @@ impl Validator<'_> {
     fn limits(&mut self, raw: RawLimits) -> Limits {
         let max_body_bytes = match raw.max_body {
             None => 10 * 1024 * 1024,
-            Some(size) => self.size(&["limits", "max_body"], size).unwrap_or(10 * 1024 * 1024),
+            Some(size) => self
+                .size(&["limits", "max_body"], size)
+                .unwrap_or(10 * 1024 * 1024),
         };
         let max_concurrent = raw.max_concurrent.unwrap_or(256);
         if max_concurrent == 0 {
-            self.problem(&["limits", "max_concurrent"], "limits.max_concurrent must be at least 1".into());
+            self.problem(
+                &["limits", "max_concurrent"],
+                "limits.max_concurrent must be at least 1".into(),
+            );
         }
         let defaults = XmlLimits::default();
         let xml = XmlLimits {
             max_depth: raw.max_xml_depth.unwrap_or(defaults.max_depth),
             max_nodes: raw.max_xml_nodes.unwrap_or(defaults.max_nodes),
-            max_attributes_per_element: raw.max_attributes.unwrap_or(defaults.max_attributes_per_element),
+            max_attributes_per_element: raw
+                .max_attributes
+                .unwrap_or(defaults.max_attributes_per_element),
             max_text_bytes: max_body_bytes,
         };
         Limits {
             max_body_bytes,
             max_concurrent: max_concurrent.max(1),
-            request_timeout: self.duration(&["limits", "request_timeout"], raw.request_timeout, Duration::from_secs(30)),
-            shutdown_grace: self.duration(&["limits", "shutdown_grace"], raw.shutdown_grace, Duration::from_secs(10)),
+            request_timeout: self.duration(
+                &["limits", "request_timeout"],
+                raw.request_timeout,
+                Duration::from_secs(30),
+            ),
+            shutdown_grace: self.duration(
+                &["limits", "shutdown_grace"],
+                raw.shutdown_grace,
+                Duration::from_secs(10),
+            ),
             xml,
         }
     }
@@ -363,7 +424,13 @@ impl Validator<'_> {
                     Size::Bytes(b) => b.to_string(),
                     Size::Text(t) => t,
                 };
-                self.problem(key, format!("{} `{shown}` is not a size like 10MiB, 512KiB or 1048576", key.join(".")));
+                self.problem(
+                    key,
+                    format!(
+                        "{} `{shown}` is not a size like 10MiB, 512KiB or 1048576",
+                        key.join(".")
+                    ),
+                );
                 None
             }
             ok => ok,
@@ -373,7 +440,13 @@ impl Validator<'_> {
     fn duration(&mut self, key: &[&str], raw: Option<String>, default: Duration) -> Duration {
         let Some(text) = raw else { return default };
         parse_duration(&text).unwrap_or_else(|| {
-            self.problem(key, format!("{} `{text}` is not a duration like 500ms, 30s, 5m, 2h or 2d", key.join(".")));
+            self.problem(
+                key,
+                format!(
+                    "{} `{text}` is not a duration like 500ms, 30s, 5m, 2h or 2d",
+                    key.join(".")
+                ),
+            );
             default
         })
     }
@@ -381,14 +454,22 @@ impl Validator<'_> {
     fn gateway_url(&mut self, raw: Option<String>) -> Option<String> {
         let url = raw?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            self.problem(&["gateway", "url"], format!("gateway.url `{url}` must start with http:// or https://"));
+            self.problem(
+                &["gateway", "url"],
+                format!("gateway.url `{url}` must start with http:// or https://"),
+            );
         }
         Some(url)
     }
 
     fn datasource(&mut self, name: &str, raw: RawDatasource) -> DatasourceConfig {
         match raw {
-            RawDatasource::Sqlite { path, create_from_samples, busy_timeout, pool_size } => {
+            RawDatasource::Sqlite {
+                path,
+                create_from_samples,
+                busy_timeout,
+                pool_size,
+            } => {
                 let path = self.resolve(&path);
                 let create_from_samples = create_from_samples.map(|p| self.resolve(&p));
                 match &create_from_samples {
@@ -401,11 +482,18 @@ impl Validator<'_> {
                     }
                     None if !path.exists() => {
                         let shown = path.display().to_string();
-                        self.problem(&["datasources", name, "path"], format!("SQLite database `{shown}` does not exist"));
+                        self.problem(
+                            &["datasources", name, "path"],
+                            format!("SQLite database `{shown}` does not exist"),
+                        );
                     }
                     _ => {}
                 }
-                let busy = self.duration(&["datasources", name, "busy_timeout"], busy_timeout, Duration::from_secs(5));
+                let busy = self.duration(
+                    &["datasources", name, "busy_timeout"],
+                    busy_timeout,
+                    Duration::from_secs(5),
+                );
                 DatasourceConfig::Sqlite(SqliteDatasource {
                     path,
                     create_from_samples,
@@ -437,7 +525,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 /// Parses `10MiB`, `512KiB`, `1GiB`, `100B` or a bare number of bytes.
 pub fn parse_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: usize = number.parse().ok()?;
     let factor = match unit.trim() {

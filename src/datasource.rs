@@ -13,9 +13,16 @@ use crate::config::{DatasourceConfig, SqliteDatasource};
 #[derive(Debug, thiserror::Error)]
 pub enum DatasourceError {
     #[error("datasource `{name}`: cannot open SQLite database {path}: {source}")]
-    Open { name: String, path: PathBuf, source: rusqlite::Error },
+    Open {
+        name: String,
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("datasource `{name}`: {source}")]
-    Query { name: String, source: rusqlite::Error },
+    Query {
+        name: String,
+        source: rusqlite::Error,
+    },
     #[error("datasource `{name}`: the query returned more than {limit} rows")]
     TooManyRows { name: String, limit: usize },
 }
@@ -34,7 +41,9 @@ pub struct Datasources {
 }
 
 impl Datasources {
-    pub fn open(configs: &BTreeMap<String, DatasourceConfig>) -> Result<Datasources, DatasourceError> {
+    pub fn open(
+        configs: &BTreeMap<String, DatasourceConfig>,
+    ) -> Result<Datasources, DatasourceError> {
         let mut by_name = BTreeMap::new();
         for (name, cfg) in configs {
             let pool = match cfg {
@@ -55,7 +64,10 @@ impl Datasources {
 
     /// Each datasource's health, for /readyz.
     pub fn health(&self) -> Vec<(String, Result<(), String>)> {
-        self.by_name.iter().map(|(n, p)| (n.clone(), p.ping().map_err(|e| e.to_string()))).collect()
+        self.by_name
+            .iter()
+            .map(|(n, p)| (n.clone(), p.ping().map_err(|e| e.to_string())))
+            .collect()
     }
 }
 
@@ -83,8 +95,14 @@ impl SqlitePool {
     }
 
     fn connect(&self) -> Result<Connection, DatasourceError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let open_err = |source| DatasourceError::Open { name: self.name.clone(), path: self.path.clone(), source };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let open_err = |source| DatasourceError::Open {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            source,
+        };
         let conn = Connection::open_with_flags(&self.path, flags).map_err(open_err)?;
         conn.busy_timeout(self.busy_timeout).map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -108,15 +126,29 @@ impl SqlitePool {
     }
 
     /// Runs `sql` with every `:name` bound from `params`, returning at most `max_rows` rows.
-    pub fn query(&self, sql: &str, params: &[(&str, &str)], max_rows: usize) -> Result<Rows, DatasourceError> {
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[(&str, &str)],
+        max_rows: usize,
+    ) -> Result<Rows, DatasourceError> {
         let conn = self.take()?;
         let result = self.query_on(&conn, sql, params, max_rows);
         self.put_back(conn);
         result
     }
 
-    fn query_on(&self, conn: &Connection, sql: &str, params: &[(&str, &str)], max_rows: usize) -> Result<Rows, DatasourceError> {
-        let q = |source| DatasourceError::Query { name: self.name.clone(), source };
+    fn query_on(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: &[(&str, &str)],
+        max_rows: usize,
+    ) -> Result<Rows, DatasourceError> {
+        let q = |source| DatasourceError::Query {
+            name: self.name.clone(),
+            source,
+        };
         let mut stmt = conn.prepare_cached(sql).map_err(q)?;
         for (name, value) in params {
             let index = stmt.parameter_index(&format!(":{name}")).map_err(q)?;
@@ -124,13 +156,20 @@ impl SqlitePool {
                 stmt.raw_bind_parameter(i, *value).map_err(q)?;
             }
         }
-        let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+        let columns: Vec<String> = stmt
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let width = columns.len();
         let mut rows = Vec::new();
         let mut raw = stmt.raw_query();
         while let Some(row) = raw.next().map_err(q)? {
             if rows.len() == max_rows {
-                return Err(DatasourceError::TooManyRows { name: self.name.clone(), limit: max_rows });
+                return Err(DatasourceError::TooManyRows {
+                    name: self.name.clone(),
+                    limit: max_rows,
+                });
             }
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
@@ -147,7 +186,10 @@ impl SqlitePool {
         let result = conn
             .prepare(sql)
             .map(|s| s.column_names().into_iter().map(str::to_string).collect())
-            .map_err(|source| DatasourceError::Query { name: self.name.clone(), source });
+            .map_err(|source| DatasourceError::Query {
+                name: self.name.clone(),
+                source,
+            });
         self.put_back(conn);
         result
     }
@@ -156,7 +198,10 @@ impl SqlitePool {
         let conn = self.take()?;
         let result = conn
             .query_row("SELECT 1", [], |_| Ok(()))
-            .map_err(|source| DatasourceError::Query { name: self.name.clone(), source });
+            .map_err(|source| DatasourceError::Query {
+                name: self.name.clone(),
+                source,
+            });
         self.put_back(conn);
         result
     }

@@ -18,14 +18,29 @@ pub struct Problem {
 
 impl Problem {
     /// A problem located by a byte span inside `text` (the file's contents).
-    pub fn at_span(file: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn at_span(
+        file: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         let (line, column) = span.map_or((0, 0), |s| line_col(text, s.start));
-        Self { file: file.to_path_buf(), line, column, message: message.into() }
+        Self {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     /// A problem with the file as a whole (missing, unreadable, ...).
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), line: 0, column: 0, message: message.into() }
+        Self {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
     }
 }
 
@@ -92,6 +107,9 @@ mod tests {
     fn display_names_file_line_and_column() {
         let p = Problem::at_span(Path::new("a.toml"), "x\ny = 1", Some(2..3), "bad");
         assert_eq!(p.to_string(), "a.toml:2:1: bad");
-        assert_eq!(Problem::whole_file(Path::new("a.toml"), "gone").to_string(), "a.toml: gone");
+        assert_eq!(
+            Problem::whole_file(Path::new("a.toml"), "gone").to_string(),
+            "a.toml: gone"
+        );
     }
 }

@@ -13,7 +13,10 @@ use crate::soap::MessageId;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data_dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Samples(#[from] SampleError),
     #[error(transparent)]
@@ -34,12 +37,20 @@ pub struct Node {
 impl Node {
     /// Prepares the data directory and sample database, opens datasources and loads the mapping set.
     pub fn start(config: Config) -> Result<Node, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         build_missing_sample_databases(&config)?;
         let datasources = Datasources::open(&config.datasources)?;
-        let mappings = MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
-        Ok(Node { config, datasources, mappings, uuid_node: random_uuid_node() })
+        let mappings =
+            MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
+        Ok(Node {
+            config,
+            datasources,
+            mappings,
+            uuid_node: random_uuid_node(),
+        })
     }
 
     /// A fresh MessageID for a message this node creates.
@@ -52,7 +63,12 @@ impl Node {
         let probe = self.config.data_dir.join(".readyz-probe");
         std::fs::write(&probe, b"ok")
             .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| format!("data_dir {} is not writable: {e}", self.config.data_dir.display()))
+            .map_err(|e| {
+                format!(
+                    "data_dir {} is not writable: {e}",
+                    self.config.data_dir.display()
+                )
+            })
     }
 }
 

@@ -17,7 +17,10 @@ pub struct Reply {
 
 impl From<Fault> for Reply {
     fn from(f: Fault) -> Reply {
-        Reply { status: f.http_status, body: f.to_xml() }
+        Reply {
+            status: f.http_status,
+            body: f.to_xml(),
+        }
     }
 }
 
@@ -33,23 +36,37 @@ pub fn handle(node: &Node, body: &[u8]) -> Reply {
     };
     let env = match envelope::parse(&doc) {
         Ok(env) => env,
-        Err(e) => return envelope_fault(envelope::sniff_version(&doc).unwrap_or(Version::NEWEST), e).into(),
+        Err(e) => {
+            return envelope_fault(envelope::sniff_version(&doc).unwrap_or(Version::NEWEST), e)
+                .into();
+        }
     };
     match env.operation {
         Operation::SendRequest(req) => provide(node, &doc, env.version, &req),
         other => Fault::server(
             env.version,
             SmevFault::SmevFailure,
-            format!("{} is understood but not served by this node version: it has no durable store yet", other.name()),
+            format!(
+                "{} is understood but not served by this node version: it has no durable store yet",
+                other.name()
+            ),
         )
         .into(),
     }
 }
 
 /// Answers a SendRequest synchronously with a SendResponseRequest.
-fn provide(node: &Node, doc: &roxmltree::Document<'_>, version: Version, req: &SendRequest<'_, '_>) -> Reply {
+fn provide(
+    node: &Node,
+    doc: &roxmltree::Document<'_>,
+    version: Version,
+    req: &SendRequest<'_, '_>,
+) -> Reply {
     let tag = req.content.tag_name();
-    let answer = match node.mappings.route(tag.namespace().unwrap_or(""), tag.name()) {
+    let answer = match node
+        .mappings
+        .route(tag.namespace().unwrap_or(""), tag.name())
+    {
         None => {
             tracing::info!(message_id = %req.message_id, "no mapping for {{{}}}{}", tag.namespace().unwrap_or(""), tag.name());
             Answer::Rejected {
@@ -64,8 +81,16 @@ fn provide(node: &Node, doc: &roxmltree::Document<'_>, version: Version, req: &S
         Some(mapping) => match mapping.extract(doc, req.content) {
             Err(errors) => {
                 tracing::info!(message_id = %req.message_id, mapping = %mapping.name, "request content is invalid");
-                let errors = errors.into_iter().map(|e| (e.message, Some(e.position))).collect();
-                return Fault::client(version, SmevFault::InvalidContent { errors }, "the request content is invalid").into();
+                let errors = errors
+                    .into_iter()
+                    .map(|e| (e.message, Some(e.position)))
+                    .collect();
+                return Fault::client(
+                    version,
+                    SmevFault::InvalidContent { errors },
+                    "the request content is invalid",
+                )
+                .into();
             }
             Ok(params) => match mapping.execute(&node.datasources, &params) {
                 Outcome::Answer(xml) => Answer::Primary(xml),
@@ -84,7 +109,11 @@ fn provide(node: &Node, doc: &roxmltree::Document<'_>, version: Version, req: &S
         },
     };
     let message_id = node.new_message_id();
-    let header = ResponseHeader { version, message_id: &message_id, to: req.message_id.as_str() };
+    let header = ResponseHeader {
+        version,
+        message_id: &message_id,
+        to: req.message_id.as_str(),
+    };
     let mut body = Vec::with_capacity(1024);
     write_send_response(&mut body, &header, &answer);
     Reply { status: 200, body }
@@ -92,14 +121,26 @@ fn provide(node: &Node, doc: &roxmltree::Document<'_>, version: Version, req: &S
 
 /// The fault for a document refused before SOAP processing.
 pub fn xml_fault(version: Version, e: &XmlError) -> Fault {
-    Fault::client(version, SmevFault::InvalidContent { errors: vec![(e.to_string(), e.position())] }, e.to_string())
+    Fault::client(
+        version,
+        SmevFault::InvalidContent {
+            errors: vec![(e.to_string(), e.position())],
+        },
+        e.to_string(),
+    )
 }
 
 fn envelope_fault(version: Version, e: EnvelopeError) -> Fault {
     match e {
         EnvelopeError::Soap12 => version_mismatch(),
-        EnvelopeError::MessageId { .. } => Fault::client(version, SmevFault::InvalidMessageIdFormat, e.to_string()),
-        _ => Fault::client(version, SmevFault::SignatureVerification(SignatureFaultCode::PoorSoapEnvelopeFormat), e.to_string()),
+        EnvelopeError::MessageId { .. } => {
+            Fault::client(version, SmevFault::InvalidMessageIdFormat, e.to_string())
+        }
+        _ => Fault::client(
+            version,
+            SmevFault::SignatureVerification(SignatureFaultCode::PoorSoapEnvelopeFormat),
+            e.to_string(),
+        ),
     }
 }
 

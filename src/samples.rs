@@ -11,13 +11,22 @@ pub const GENERATED_PEOPLE: usize = 5000;
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
     #[error("cannot read sample file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("sample file {path} is empty")]
     Empty { path: PathBuf },
     #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("building the sample database {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
 }
 
 struct Lists {
@@ -44,11 +53,17 @@ pub fn build_database(samples: &Path, out: &Path) -> Result<(), SampleError> {
     let fixed = read(&samples.join("fixed.sql"))?;
     let lists = read_lists(&samples.join("names"))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| SampleError::Create { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| SampleError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
-    let tmp = out.with_extension(format!("building-{}", std::process::id()));
+    let tmp = out.with_extension(format!("building-{}", uuid::Uuid::new_v4().simple()));
     let _ = std::fs::remove_file(&tmp);
-    let sql = |source| SampleError::Sql { path: out.to_path_buf(), source };
+    let sql = |source| SampleError::Sql {
+        path: out.to_path_buf(),
+        source,
+    };
     {
         let mut conn = Connection::open(&tmp).map_err(sql)?;
         conn.execute_batch(&schema).map_err(sql)?;
@@ -58,17 +73,30 @@ pub fn build_database(samples: &Path, out: &Path) -> Result<(), SampleError> {
         tx.commit().map_err(sql)?;
         conn.execute_batch("ANALYZE; VACUUM;").map_err(sql)?;
     }
-    std::fs::rename(&tmp, out).map_err(|source| SampleError::Create { path: out.to_path_buf(), source })
+    std::fs::rename(&tmp, out).map_err(|source| SampleError::Create {
+        path: out.to_path_buf(),
+        source,
+    })
 }
 
 fn read(path: &Path) -> Result<String, SampleError> {
-    std::fs::read_to_string(path).map_err(|source| SampleError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| SampleError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_list(path: &Path) -> Result<Vec<String>, SampleError> {
-    let list: Vec<String> = read(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let list: Vec<String> = read(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
     if list.is_empty() {
-        return Err(SampleError::Empty { path: path.to_path_buf() });
+        return Err(SampleError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(list)
 }
@@ -116,7 +144,10 @@ impl Rng {
 fn feminine(last: &str) -> String {
     if let Some(stem) = last.strip_suffix("ий") {
         format!("{stem}ая")
-    } else if ["ов", "ев", "ёв", "ин", "ын"].iter().any(|s| last.ends_with(s)) {
+    } else if ["ов", "ев", "ёв", "ин", "ын"]
+        .iter()
+        .any(|s| last.ends_with(s))
+    {
         format!("{last}а")
     } else {
         last.to_string()
@@ -124,7 +155,12 @@ fn feminine(last: &str) -> String {
 }
 
 fn date(rng: &mut Rng, from_year: usize, years: usize) -> String {
-    format!("{:04}-{:02}-{:02}", from_year + rng.below(years), 1 + rng.below(12), 1 + rng.below(28))
+    format!(
+        "{:04}-{:02}-{:02}",
+        from_year + rng.below(years),
+        1 + rng.below(12),
+        1 + rng.below(28)
+    )
 }
 
 fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
@@ -138,19 +174,48 @@ fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
         let male = rng.below(2) == 0;
         let last = rng.pick(&lists.last).clone();
         let (last, first, middle) = if male {
-            (last, rng.pick(&lists.first_male).clone(), format!("{}ич", rng.pick(&lists.patronymic_stems)))
+            (
+                last,
+                rng.pick(&lists.first_male).clone(),
+                format!("{}ич", rng.pick(&lists.patronymic_stems)),
+            )
         } else {
-            (feminine(&last), rng.pick(&lists.first_female).clone(), format!("{}на", rng.pick(&lists.patronymic_stems)))
+            (
+                feminine(&last),
+                rng.pick(&lists.first_female).clone(),
+                format!("{}на", rng.pick(&lists.patronymic_stems)),
+            )
         };
         let birth = date(&mut rng, 1945, 60);
-        person.execute(params![id, last, first, middle, birth, if male { "M" } else { "F" }])?;
+        person.execute(params![
+            id,
+            last,
+            first,
+            middle,
+            birth,
+            if male { "M" } else { "F" }
+        ])?;
         let (postal, region, city) = rng.pick(&lists.cities).clone();
         let series = format!("{:02}{:02}", 1 + rng.below(98), rng.below(25));
         let number = format!("{:06}", rng.below(1_000_000));
-        passport.execute(params![id, series, number, date(&mut rng, 2000, 24), format!("ГУ МВД России, {city}")])?;
+        passport.execute(params![
+            id,
+            series,
+            number,
+            date(&mut rng, 2000, 24),
+            format!("ГУ МВД России, {city}")
+        ])?;
         let flat = (rng.below(3) > 0).then(|| (1 + rng.below(300)).to_string());
         let house = (1 + rng.below(150)).to_string();
-        address.execute(params![id, postal, region, city, rng.pick(&lists.streets), house, flat])?;
+        address.execute(params![
+            id,
+            postal,
+            region,
+            city,
+            rng.pick(&lists.streets),
+            house,
+            flat
+        ])?;
         let moved_out = rng.below(10) == 0;
         let deregistered = moved_out.then(|| date(&mut rng, 2021, 4));
         registration.execute(params![id, id, date(&mut rng, 2000, 21), deregistered])?;

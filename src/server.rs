@@ -40,13 +40,23 @@ struct Shared {
 
 /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
 /// `limits.shutdown_grace` to finish.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let wsdl = load_wsdl(&node)?;
     let limits = node.config.limits.clone();
-    let shared = Arc::new(Shared { limiter: Arc::new(Semaphore::new(limits.max_concurrent)), node, wsdl });
+    let shared = Arc::new(Shared {
+        limiter: Arc::new(Semaphore::new(limits.max_concurrent)),
+        node,
+        wsdl,
+    });
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.request_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout)
+        .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -74,7 +84,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: impl Future
         }
     }
     drop(listener);
-    tracing::info!("shutting down: no new connections; waiting up to {:?} for requests in flight", limits.shutdown_grace);
+    tracing::info!(
+        "shutting down: no new connections; waiting up to {:?} for requests in flight",
+        limits.shutdown_grace
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
@@ -96,12 +109,19 @@ fn load_wsdl(node: &Node) -> std::io::Result<HashMap<String, Bytes>> {
         let text = std::fs::read_to_string(entry.path())?;
         files.insert(name, text);
     }
-    let names: Vec<String> = files.keys().filter(|n| n.ends_with(".xsd")).cloned().collect();
+    let names: Vec<String> = files
+        .keys()
+        .filter(|n| n.ends_with(".xsd"))
+        .cloned()
+        .collect();
     Ok(files
         .into_iter()
         .map(|(name, mut text)| {
             for xsd in &names {
-                text = text.replace(&format!("schemaLocation=\"{xsd}\""), &format!("schemaLocation=\"{path}?xsd={xsd}\""));
+                text = text.replace(
+                    &format!("schemaLocation=\"{xsd}\""),
+                    &format!("schemaLocation=\"{path}?xsd={xsd}\""),
+                );
             }
             (name, Bytes::from(text))
         })
@@ -117,8 +137,12 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
         (&Method::GET, _) if endpoint => wsdl(&shared, &req),
         (&Method::POST, _) if endpoint => soap(shared.clone(), req).await,
         (_, _) if endpoint => {
-            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST for SOAP or GET ?wsdl\n");
-            r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST for SOAP or GET ?wsdl\n",
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
             r
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
@@ -128,14 +152,18 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn xml_response(status: u16, body: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
     r
 }
 
@@ -151,19 +179,28 @@ fn wsdl(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     } else if let Some(name) = query.strip_prefix("xsd=") {
         (name, false)
     } else {
-        return plain(StatusCode::NOT_FOUND, "GET ?wsdl for the WSDL, ?xsd=NAME for its schemas\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "GET ?wsdl for the WSDL, ?xsd=NAME for its schemas\n",
+        );
     };
     let Some(content) = shared.wsdl.get(file) else {
         return plain(StatusCode::NOT_FOUND, "no such schema file\n");
     };
     let mut body = content.clone();
-    if rewrite_address && let Some(host) = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()) {
+    if rewrite_address
+        && let Some(host) = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    {
         let address = format!("http://{host}{}", shared.node.config.endpoint_path);
         let text = String::from_utf8_lossy(content).replace(WSDL_ADDRESS_PLACEHOLDER, &address);
         body = Bytes::from(text);
     }
     let mut r = Response::new(Full::new(body));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
     r
 }
 
@@ -171,7 +208,12 @@ async fn readiness(node: &Arc<Node>) -> Response<Body> {
     let node = node.clone();
     let checks = tokio::task::spawn_blocking(move || {
         let mut checks = vec![("storage".to_string(), node.storage_health())];
-        checks.extend(node.datasources.health().into_iter().map(|(n, r)| (format!("datasource {n}"), r)));
+        checks.extend(
+            node.datasources
+                .health()
+                .into_iter()
+                .map(|(n, r)| (format!("datasource {n}"), r)),
+        );
         checks.push(("mappings".to_string(), Ok(())));
         checks
     })
@@ -186,8 +228,15 @@ async fn readiness(node: &Arc<Node>) -> Response<Body> {
         }
     }
     let mut r = Response::new(Full::new(Bytes::from(text)));
-    *r.status_mut() = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    *r.status_mut() = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -200,13 +249,22 @@ enum ContentKind {
 }
 
 fn content_kind(req: &Request<Incoming>) -> ContentKind {
-    let Some(value) = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         // Be lenient in what we accept: no header is read as SOAP 1.1.
         return ContentKind::Soap11;
     };
     let mut parts = value.split(';').map(str::trim);
     let mime = parts.next().unwrap_or("").to_ascii_lowercase();
-    let charset = parts.find_map(|p| p.strip_prefix("charset=").or_else(|| p.strip_prefix("CHARSET="))).map(|c| c.trim_matches('"'));
+    let charset = parts
+        .find_map(|p| {
+            p.strip_prefix("charset=")
+                .or_else(|| p.strip_prefix("CHARSET="))
+        })
+        .map(|c| c.trim_matches('"'));
     match mime.as_str() {
         "application/soap+xml" => ContentKind::Soap12,
         "text/xml" => match charset {
@@ -220,25 +278,52 @@ fn content_kind(req: &Request<Incoming>) -> ContentKind {
 async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let Ok(_permit) = shared.limiter.clone().try_acquire_owned() else {
         let limit = shared.node.config.limits.max_concurrent;
-        let fault = Fault::server(Version::NEWEST, SmevFault::DestinationOverflow, format!("the node is handling its limit of {limit} concurrent requests; retry later"));
+        let fault = Fault::server(
+            Version::NEWEST,
+            SmevFault::DestinationOverflow,
+            format!("the node is handling its limit of {limit} concurrent requests; retry later"),
+        );
         let mut r = fault_response(fault.with_status(503));
-        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
     match content_kind(&req) {
         ContentKind::Soap11 => {}
         ContentKind::Soap12 => return fault_response(provider::version_mismatch()),
         ContentKind::WrongCharset(c) => {
-            let message = format!("Content-Type charset `{c}` is not supported: SMEV messages must be sent as text/xml; charset=utf-8");
-            return fault_response(Fault::client(Version::NEWEST, SmevFault::InvalidContent { errors: vec![(message.clone(), None)] }, message));
+            let message = format!(
+                "Content-Type charset `{c}` is not supported: SMEV messages must be sent as text/xml; charset=utf-8"
+            );
+            return fault_response(Fault::client(
+                Version::NEWEST,
+                SmevFault::InvalidContent {
+                    errors: vec![(message.clone(), None)],
+                },
+                message,
+            ));
         }
         ContentKind::Other(t) => {
-            let message = format!("Content-Type `{t}` is not SOAP 1.1: send text/xml; charset=utf-8");
-            return fault_response(Fault::client(Version::NEWEST, SmevFault::InvalidContent { errors: vec![(message.clone(), None)] }, message).with_status(415));
+            let message =
+                format!("Content-Type `{t}` is not SOAP 1.1: send text/xml; charset=utf-8");
+            return fault_response(
+                Fault::client(
+                    Version::NEWEST,
+                    SmevFault::InvalidContent {
+                        errors: vec![(message.clone(), None)],
+                    },
+                    message,
+                )
+                .with_status(415),
+            );
         }
     }
     let limits = &shared.node.config.limits;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return too_large(limits.max_body_bytes);
     }
@@ -247,32 +332,58 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let work = async move {
         let body = match Limited::new(req.into_body(), max_body).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large(max_body);
+            }
             Err(e) => {
                 tracing::debug!("reading the request body failed: {e}");
-                return plain(StatusCode::BAD_REQUEST, "the request body could not be read\n");
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
+                );
             }
         };
         match tokio::task::spawn_blocking(move || provider::handle(&node, &body)).await {
             Ok(reply) => xml_response(reply.status, reply.body),
             Err(e) => {
                 tracing::error!("request processing panicked: {e}");
-                fault_response(Fault::server(Version::NEWEST, SmevFault::SmevFailure, "internal error while processing the request"))
+                fault_response(Fault::server(
+                    Version::NEWEST,
+                    SmevFault::SmevFailure,
+                    "internal error while processing the request",
+                ))
             }
         }
     };
     match tokio::time::timeout(limits.request_timeout, work).await {
         Ok(r) => r,
-        Err(_) => fault_response(Fault::server(
-            Version::NEWEST,
-            SmevFault::SmevFailure,
-            format!("the request was not processed within {:?}; retry later", limits.request_timeout),
-        )
-        .with_status(503)),
+        Err(_) => fault_response(
+            Fault::server(
+                Version::NEWEST,
+                SmevFault::SmevFailure,
+                format!(
+                    "the request was not processed within {:?}; retry later",
+                    limits.request_timeout
+                ),
+            )
+            .with_status(503),
+        ),
     }
 }
 
 fn too_large(limit: usize) -> Response<Body> {
     let message = format!("the message is larger than this node's limit of {limit} bytes");
-    fault_response(Fault::client(Version::NEWEST, SmevFault::InvalidContent { errors: vec![(message.clone(), None)] }, message).with_status(413))
+    fault_response(
+        Fault::client(
+            Version::NEWEST,
+            SmevFault::InvalidContent {
+                errors: vec![(message.clone(), None)],
+            },
+            message,
+        )
+        .with_status(413),
+    )
 }

@@ -21,8 +21,16 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Parsed<T> {
     let table = match DeTable::parse(text) {
         Ok(t) => t,
         Err(e) => {
-            let problem = Problem::at_span(file, text, e.span(), format!("TOML syntax: {}", e.message()));
-            return Parsed { value: None, problems: vec![problem] };
+            let problem = Problem::at_span(
+                file,
+                text,
+                e.span(),
+                format!("TOML syntax: {}", e.message()),
+            );
+            return Parsed {
+                value: None,
+                problems: vec![problem],
+            };
         }
     };
     let deserializer = toml::Deserializer::from(table.clone());
@@ -33,13 +41,23 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Parsed<T> {
         .iter()
         .map(|segs| {
             let span = key_span(table.get_ref(), segs);
-            Problem::at_span(file, text, span, format!("unknown key `{}`", segs.join(".")))
+            Problem::at_span(
+                file,
+                text,
+                span,
+                format!("unknown key `{}`", segs.join(".")),
+            )
         })
         .collect();
     let value = match result {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(Problem::at_span(file, text, e.span(), e.message().trim().to_string()));
+            problems.push(Problem::at_span(
+                file,
+                text,
+                e.span(),
+                e.message().trim().to_string(),
+            ));
             None
         }
     };
@@ -60,14 +78,18 @@ fn segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
             v.push(key.clone());
             v
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => segments(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            segments(parent)
+        }
     }
 }
 
 /// The span of the last key in `path` (table keys and array indexes), for pointing at it.
 fn key_span(root: &DeTable<'_>, path: &[String]) -> Option<Range<usize>> {
     let (first, rest) = path.split_first()?;
-    let (key, value) = root.iter().find(|(k, _)| k.get_ref().as_ref() == first.as_str())?;
+    let (key, value) = root
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == first.as_str())?;
     if rest.is_empty() {
         return Some(key.span());
     }
@@ -80,7 +102,11 @@ fn value_key_span(value: &DeValue<'_>, path: &[String]) -> Option<Range<usize>> 
         DeValue::Array(items) => {
             let (index, rest) = path.split_first()?;
             let item = items.get(index.parse::<usize>().ok()?)?;
-            if rest.is_empty() { Some(item.span()) } else { value_key_span(item.get_ref(), rest) }
+            if rest.is_empty() {
+                Some(item.span())
+            } else {
+                value_key_span(item.get_ref(), rest)
+            }
         }
         _ => None,
     }
@@ -98,7 +124,9 @@ pub fn value_span(text: &str, path: &[&str]) -> Option<Range<usize>> {
             _ => return None,
         }
     }
-    let (_, v) = current.iter().find(|(k, _)| k.get_ref().as_ref() == *last)?;
+    let (_, v) = current
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == *last)?;
     Some(v.span())
 }
 
@@ -127,7 +155,10 @@ mod tests {
         let parsed: Parsed<Sample> = parse(Path::new("s.toml"), text);
         assert!(parsed.value.is_some());
         assert_eq!(parsed.problems.len(), 1);
-        assert_eq!(parsed.problems[0].to_string(), "s.toml:5:1: unknown key `inner.bb`");
+        assert_eq!(
+            parsed.problems[0].to_string(),
+            "s.toml:5:1: unknown key `inner.bb`"
+        );
     }
 
     #[test]

@@ -59,7 +59,15 @@ pub fn load_dir(dir: &Path, datasource_names: &[String]) -> (Vec<Mapping>, Vec<P
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return (Vec::new(), vec![Problem::whole_file(dir, format!("cannot read mappings directory: {e}"))]),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![Problem::whole_file(
+                    dir,
+                    format!("cannot read mappings directory: {e}"),
+                )],
+            );
+        }
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -83,7 +91,11 @@ pub fn load_dir(dir: &Path, datasource_names: &[String]) -> (Vec<Mapping>, Vec<P
                     &file,
                     &text,
                     &["request"],
-                    format!("request {} is already mapped by {}", m.request, other.file.display()),
+                    format!(
+                        "request {} is already mapped by {}",
+                        m.request,
+                        other.file.display()
+                    ),
                 ));
             } else {
                 mappings.push(m);
@@ -91,28 +103,51 @@ pub fn load_dir(dir: &Path, datasource_names: &[String]) -> (Vec<Mapping>, Vec<P
         }
     }
     if mappings.is_empty() && problems.is_empty() {
-        problems.push(Problem::whole_file(dir, "no mapping files (*.toml) found: the node would answer nothing"));
+        problems.push(Problem::whole_file(
+            dir,
+            "no mapping files (*.toml) found: the node would answer nothing",
+        ));
     }
     (mappings, problems)
 }
 
 /// Parses and validates one mapping file's text.
-pub fn load_file(file: &Path, text: &str, datasource_names: &[String]) -> (Option<Mapping>, Vec<Problem>) {
+pub fn load_file(
+    file: &Path,
+    text: &str,
+    datasource_names: &[String],
+) -> (Option<Mapping>, Vec<Problem>) {
     let parsed = tomlfile::parse::<RawMapping>(file, text);
     let mut problems = parsed.problems;
-    let Some(raw) = parsed.value else { return (None, problems) };
-    let mut v = Check { file, text, problems: &mut problems, namespaces: &raw.namespaces };
+    let Some(raw) = parsed.value else {
+        return (None, problems);
+    };
+    let mut v = Check {
+        file,
+        text,
+        problems: &mut problems,
+        namespaces: &raw.namespaces,
+    };
     let mapping = v.mapping(&raw, datasource_names);
     (if problems.is_empty() { mapping } else { None }, problems)
 }
 
 /// Prepares the mapping's SQL on its datasource and checks the response's columns exist.
 pub fn check_against_datasource(m: &Mapping, datasources: &Datasources) -> Vec<Problem> {
-    let Some(ds) = datasources.get(&m.datasource) else { return Vec::new() };
+    let Some(ds) = datasources.get(&m.datasource) else {
+        return Vec::new();
+    };
     let text = std::fs::read_to_string(&m.file).unwrap_or_default();
     let columns = match ds.describe(&m.sql) {
         Ok(c) => c,
-        Err(e) => return vec![problem_at(&m.file, &text, &["query", "sql"], format!("the datasource cannot prepare this SQL: {e}"))],
+        Err(e) => {
+            return vec![problem_at(
+                &m.file,
+                &text,
+                &["query", "sql"],
+                format!("the datasource cannot prepare this SQL: {e}"),
+            )];
+        }
     };
     m.response
         .fields
@@ -125,7 +160,11 @@ pub fn check_against_datasource(m: &Mapping, datasources: &Datasources) -> Vec<P
                 &m.file,
                 &text,
                 span,
-                format!("response field column `{}` is not returned by the query (it returns: {})", f.column, columns.join(", ")),
+                format!(
+                    "response field column `{}` is not returned by the query (it returns: {})",
+                    f.column,
+                    columns.join(", ")
+                ),
             )
         })
         .collect()
@@ -133,10 +172,17 @@ pub fn check_against_datasource(m: &Mapping, datasources: &Datasources) -> Vec<P
 
 fn field_span(text: &str, index: usize) -> Option<std::ops::Range<usize>> {
     let table = toml::de::DeTable::parse(text).ok()?;
-    let (_, response) = table.get_ref().iter().find(|(k, _)| k.get_ref() == "response")?;
-    let toml::de::DeValue::Table(t) = response.get_ref() else { return None };
+    let (_, response) = table
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "response")?;
+    let toml::de::DeValue::Table(t) = response.get_ref() else {
+        return None;
+    };
     let (_, fields) = t.iter().find(|(k, _)| k.get_ref() == "fields")?;
-    let toml::de::DeValue::Array(items) = fields.get_ref() else { return None };
+    let toml::de::DeValue::Array(items) = fields.get_ref() else {
+        return None;
+    };
     items.get(index).map(|i| i.span())
 }
 
@@ -149,23 +195,41 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn problem(&mut self, key: &[&str], message: String) {
-        self.problems.push(problem_at(self.file, self.text, key, message));
+        self.problems
+            .push(problem_at(self.file, self.text, key, message));
     }
 
     fn mapping(&mut self, raw: &RawMapping, datasource_names: &[String]) -> Option<Mapping> {
         let request = self.clark_qname(&raw.request);
         if !datasource_names.iter().any(|d| d == &raw.datasource) {
-            let known = if datasource_names.is_empty() { "none are configured".to_string() } else { datasource_names.join(", ") };
-            self.problem(&["datasource"], format!("unknown datasource `{}` (adapter.toml defines: {known})", raw.datasource));
+            let known = if datasource_names.is_empty() {
+                "none are configured".to_string()
+            } else {
+                datasource_names.join(", ")
+            };
+            self.problem(
+                &["datasource"],
+                format!(
+                    "unknown datasource `{}` (adapter.toml defines: {known})",
+                    raw.datasource
+                ),
+            );
         }
-        let params: Vec<Param> = raw.params.iter().filter_map(|(name, p)| self.param(name, p)).collect();
+        let params: Vec<Param> = raw
+            .params
+            .iter()
+            .filter_map(|(name, p)| self.param(name, p))
+            .collect();
         self.check_sql_params(&raw.query.sql, &params);
         let response = self.response(&raw.response);
         let on_no_rows = match raw.on_no_rows.as_deref() {
             None | Some("no_data") => OnNoRows::NoData,
             Some("empty") => OnNoRows::Empty,
             Some(other) => {
-                self.problem(&["on_no_rows"], format!("on_no_rows `{other}` must be \"no_data\" or \"empty\""));
+                self.problem(
+                    &["on_no_rows"],
+                    format!("on_no_rows `{other}` must be \"no_data\" or \"empty\""),
+                );
                 OnNoRows::NoData
             }
         };
@@ -173,7 +237,11 @@ impl Check<'_> {
         if max_rows == 0 {
             self.problem(&["max_rows"], "max_rows must be at least 1".into());
         }
-        let name = self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = self
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Some(Mapping {
             name,
             file: self.file.to_path_buf(),
@@ -189,11 +257,20 @@ impl Check<'_> {
 
     /// `{namespace}Local`, the form the request selector is written in.
     fn clark_qname(&mut self, text: &str) -> Option<QName> {
-        let parsed = text.strip_prefix('{').and_then(|rest| rest.split_once('}')).filter(|(ns, local)| !ns.is_empty() && is_ncname(local));
+        let parsed = text
+            .strip_prefix('{')
+            .and_then(|rest| rest.split_once('}'))
+            .filter(|(ns, local)| !ns.is_empty() && is_ncname(local));
         match parsed {
-            Some((ns, local)) => Some(QName { namespace: ns.to_string(), local: local.to_string() }),
+            Some((ns, local)) => Some(QName {
+                namespace: ns.to_string(),
+                local: local.to_string(),
+            }),
             None => {
-                self.problem(&["request"], format!("request `{text}` must be written as {{namespace-uri}}LocalName"));
+                self.problem(
+                    &["request"],
+                    format!("request `{text}` must be written as {{namespace-uri}}LocalName"),
+                );
                 None
             }
         }
@@ -201,12 +278,22 @@ impl Check<'_> {
 
     /// `prefix:Local` resolved through the file's `namespaces` table.
     fn prefixed(&mut self, key: &[&str], text: &str) -> Option<PrefixedName> {
-        let Some((prefix, local)) = text.split_once(':').filter(|(p, l)| is_ncname(p) && is_ncname(l)) else {
-            self.problem(key, format!("`{text}` must be prefix:LocalName with a prefix from `namespaces`"));
+        let Some((prefix, local)) = text
+            .split_once(':')
+            .filter(|(p, l)| is_ncname(p) && is_ncname(l))
+        else {
+            self.problem(
+                key,
+                format!("`{text}` must be prefix:LocalName with a prefix from `namespaces`"),
+            );
             return None;
         };
         match self.namespaces.get(prefix) {
-            Some(ns) => Some(PrefixedName { prefix: prefix.into(), local: local.into(), namespace: ns.clone() }),
+            Some(ns) => Some(PrefixedName {
+                prefix: prefix.into(),
+                local: local.into(),
+                namespace: ns.clone(),
+            }),
             None => {
                 let known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
                 self.problem(key, format!("prefix `{prefix}` in `{text}` is not declared in `namespaces` (declared: {})", known.join(", ")));
@@ -220,29 +307,55 @@ impl Check<'_> {
         let mut path = Vec::new();
         for step in raw.path.split('/') {
             let p = self.prefixed(&key, step)?;
-            path.push(QName { namespace: p.namespace, local: p.local });
+            path.push(QName {
+                namespace: p.namespace,
+                local: p.local,
+            });
         }
         let pattern = match &raw.pattern {
             None => None,
             Some(p) => match Regex::new(p) {
                 Ok(re) => Some(re),
                 Err(e) => {
-                    let first_line = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                    let first_line = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
                     self.problem(&["params", name, "pattern"], format!("pattern of parameter `{name}` is not a valid regular expression: {first_line}"));
                     return None;
                 }
             },
         };
-        Some(Param { name: name.to_string(), path, path_text: raw.path.clone(), pattern })
+        Some(Param {
+            name: name.to_string(),
+            path,
+            path_text: raw.path.clone(),
+            pattern,
+        })
     }
 
     fn check_sql_params(&mut self, sql: &str, params: &[Param]) {
         let used = sql_parameter_names(sql);
-        for name in used.iter().filter(|u| !params.iter().any(|p| &p.name == *u)) {
-            self.problem(&["query", "sql"], format!("the SQL uses :{name} but [params] does not declare `{name}`"));
+        for name in used
+            .iter()
+            .filter(|u| !params.iter().any(|p| &p.name == *u))
+        {
+            self.problem(
+                &["query", "sql"],
+                format!("the SQL uses :{name} but [params] does not declare `{name}`"),
+            );
         }
         for p in params.iter().filter(|p| !used.contains(p.name.as_str())) {
-            self.problem(&["params", &p.name, "path"], format!("parameter `{}` is declared but the SQL never uses :{}", p.name, p.name));
+            self.problem(
+                &["params", &p.name, "path"],
+                format!(
+                    "parameter `{}` is declared but the SQL never uses :{}",
+                    p.name, p.name
+                ),
+            );
         }
     }
 
@@ -255,13 +368,28 @@ impl Check<'_> {
         let mut fields = Vec::new();
         for f in &raw.fields {
             let element = self.prefixed(&["response", "fields"], &f.element)?;
-            fields.push(Field { column: f.column.clone(), element });
+            fields.push(Field {
+                column: f.column.clone(),
+                element,
+            });
         }
         if fields.is_empty() {
-            self.problem(&["response", "fields"], "[response] needs at least one field".into());
+            self.problem(
+                &["response", "fields"],
+                "[response] needs at least one field".into(),
+            );
         }
-        let namespaces = self.namespaces.iter().map(|(p, n)| (p.clone(), n.clone())).collect();
-        Some(ResponseShape { root: root?, row, fields, namespaces })
+        let namespaces = self
+            .namespaces
+            .iter()
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect();
+        Some(ResponseShape {
+            root: root?,
+            row,
+            fields,
+            namespaces,
+        })
     }
 }
 
@@ -288,7 +416,9 @@ pub fn sql_parameter_names(sql: &str) -> BTreeSet<&str> {
             b':' => {
                 let start = i + 1;
                 let mut end = start;
-                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                while end < bytes.len()
+                    && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
+                {
                     end += 1;
                 }
                 if end > start {
@@ -354,9 +484,21 @@ fields = [ { column = "name", element = "r:Name" } ]
         let (m, problems) = load_file(Path::new("m.toml"), &bad, &["db".to_string()]);
         assert!(m.is_none());
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|p| p.starts_with("m.toml:3:") && p.contains("unknown datasource `nosuch`")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|p| p.starts_with("m.toml:3:") && p.contains("unknown datasource `nosuch`")),
+            "{text:?}"
+        );
         assert!(text.iter().any(|p| p.starts_with("m.toml:7:") && p.contains("not a valid regular expression")), "{text:?}");
-        assert!(text.iter().any(|p| p.starts_with("m.toml:10:") && p.contains(":zone")), "{text:?}");
-        assert!(text.iter().any(|p| p.starts_with("m.toml:14:") && p.contains("prefix `q`")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|p| p.starts_with("m.toml:10:") && p.contains(":zone")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|p| p.starts_with("m.toml:14:") && p.contains("prefix `q`")),
+            "{text:?}"
+        );
     }
 }

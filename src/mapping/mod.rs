@@ -112,7 +112,11 @@ pub enum Outcome {
 
 impl Mapping {
     /// Reads every parameter from `content` (the MessagePrimaryContent child), checking each.
-    pub fn extract<'a>(&self, doc: &roxmltree::Document<'_>, content: Node<'a, '_>) -> Result<Vec<(&str, &'a str)>, Vec<ParamError>> {
+    pub fn extract<'a>(
+        &self,
+        doc: &roxmltree::Document<'_>,
+        content: Node<'a, '_>,
+    ) -> Result<Vec<(&str, &'a str)>, Vec<ParamError>> {
         let mut values = Vec::with_capacity(self.params.len());
         let mut errors = Vec::new();
         for p in &self.params {
@@ -139,13 +143,20 @@ impl Mapping {
                 }
             }
         }
-        if errors.is_empty() { Ok(values) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(values)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Runs the query with `params` bound and renders the rows.
     pub fn execute(&self, datasources: &Datasources, params: &[(&str, &str)]) -> Outcome {
         let Some(ds) = datasources.get(&self.datasource) else {
-            return Outcome::Failed(format!("mapping `{}`: datasource `{}` is not open", self.name, self.datasource));
+            return Outcome::Failed(format!(
+                "mapping `{}`: datasource `{}` is not open",
+                self.name, self.datasource
+            ));
         };
         match ds.query(&self.sql, params, self.max_rows) {
             Ok(rows) => self.render(&rows),
@@ -166,7 +177,10 @@ impl Mapping {
         }
         match render::render(&self.response, rows) {
             Ok(xml) => Outcome::Answer(xml),
-            Err(missing) => Outcome::Failed(format!("mapping `{}`: the query returned no column `{missing}`", self.name)),
+            Err(missing) => Outcome::Failed(format!(
+                "mapping `{}`: the query returned no column `{missing}`",
+                self.name
+            )),
         }
     }
 }
@@ -175,7 +189,9 @@ fn find_path<'a, 'i>(start: Node<'a, 'i>, path: &[QName]) -> Option<Node<'a, 'i>
     let mut node = start;
     for step in path {
         node = node.children().find(|c| {
-            c.is_element() && c.tag_name().name() == step.local && c.tag_name().namespace().unwrap_or("") == step.namespace
+            c.is_element()
+                && c.tag_name().name() == step.local
+                && c.tag_name().namespace().unwrap_or("") == step.namespace
         })?;
     }
     Some(node)
@@ -217,11 +233,18 @@ impl MappingSet {
 
     /// Loads `dir` and checks every mapping against the open datasources.
     pub fn load(dir: &Path, datasources: &Datasources) -> Result<MappingSet, Problems> {
-        let (mappings, mut problems) = load_dir(dir, &datasources.names().map(str::to_string).collect::<Vec<_>>());
+        let (mappings, mut problems) = load_dir(
+            dir,
+            &datasources.names().map(str::to_string).collect::<Vec<_>>(),
+        );
         for m in &mappings {
             problems.extend(file::check_against_datasource(m, datasources));
         }
-        if problems.is_empty() { Ok(MappingSet::new(mappings)) } else { Err(Problems(problems)) }
+        if problems.is_empty() {
+            Ok(MappingSet::new(mappings))
+        } else {
+            Err(Problems(problems))
+        }
     }
 }
 

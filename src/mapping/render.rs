@@ -12,7 +12,12 @@ pub fn render(shape: &ResponseShape, rows: &Rows) -> Result<Vec<u8>, String> {
     let indexes = shape
         .fields
         .iter()
-        .map(|f| rows.columns.iter().position(|c| c.eq_ignore_ascii_case(&f.column)).ok_or_else(|| f.column.clone()))
+        .map(|f| {
+            rows.columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(&f.column))
+                .ok_or_else(|| f.column.clone())
+        })
         .collect::<Result<Vec<usize>, String>>()?;
     let mut w = Writer::new(Vec::with_capacity(256));
     // Writing into a Vec cannot fail; the Results are io-shaped only.
@@ -20,10 +25,20 @@ pub fn render(shape: &ResponseShape, rows: &Rows) -> Result<Vec<u8>, String> {
     Ok(w.into_inner())
 }
 
-fn write(w: &mut Writer<Vec<u8>>, shape: &ResponseShape, rows: &Rows, indexes: &[usize]) -> std::io::Result<()> {
+fn write(
+    w: &mut Writer<Vec<u8>>,
+    shape: &ResponseShape,
+    rows: &Rows,
+    indexes: &[usize],
+) -> std::io::Result<()> {
     let root = shape.root.qualified();
-    let decls: Vec<(String, &str)> = shape.namespaces.iter().map(|(p, ns)| (format!("xmlns:{p}"), ns.as_str())).collect();
-    let start = BytesStart::new(root.as_str()).with_attributes(decls.iter().map(|(k, v)| (k.as_str(), *v)));
+    let decls: Vec<(String, &str)> = shape
+        .namespaces
+        .iter()
+        .map(|(p, ns)| (format!("xmlns:{p}"), ns.as_str()))
+        .collect();
+    let start =
+        BytesStart::new(root.as_str()).with_attributes(decls.iter().map(|(k, v)| (k.as_str(), *v)));
     w.write_event(Event::Start(start))?;
     for row in &rows.rows {
         if let Some(row_el) = &shape.row {

@@ -75,8 +75,15 @@ pub struct SendResponse<'a, 'i> {
 pub enum ResponseContent<'a, 'i> {
     Primary(Node<'a, 'i>),
     Rejected(Vec<Rejection<'a>>),
-    Status { code: &'a str, description: &'a str },
-    AsyncStatus { original_message_id: &'a str, category: &'a str, details: Option<&'a str> },
+    Status {
+        code: &'a str,
+        description: &'a str,
+    },
+    AsyncStatus {
+        original_message_id: &'a str,
+        category: &'a str,
+        details: Option<&'a str>,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -118,7 +125,9 @@ pub struct Ack<'a, 'i> {
 /// Why a well-formed document is not an envelope the node can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("SOAP 1.2 envelopes are not supported; send SOAP 1.1 (namespace {SOAP11_NS}) as text/xml")]
+    #[error(
+        "SOAP 1.2 envelopes are not supported; send SOAP 1.1 (namespace {SOAP11_NS}) as text/xml"
+    )]
     Soap12,
     #[error("the root element must be soap:Envelope in namespace {SOAP11_NS}, found {found}")]
     NotAnEnvelope { found: String },
@@ -126,18 +135,32 @@ pub enum EnvelopeError {
     NoBody,
     #[error("soap:Body must hold exactly one element, found {found}")]
     BodyChildren { found: usize },
-    #[error("unknown operation {found}: expected SendRequestRequest, SendResponseRequest, GetStatusRequest, GetResponseRequest or AckRequest in an SMEV types namespace 1.1, 1.2 or 1.3")]
+    #[error(
+        "unknown operation {found}: expected SendRequestRequest, SendResponseRequest, GetStatusRequest, GetResponseRequest or AckRequest in an SMEV types namespace 1.1, 1.2 or 1.3"
+    )]
     UnknownOperation { found: String },
     #[error("{parent} has no {element}")]
-    Missing { parent: &'static str, element: &'static str },
+    Missing {
+        parent: &'static str,
+        element: &'static str,
+    },
     #[error("{parent} holds more than one {element}")]
-    Duplicate { parent: &'static str, element: &'static str },
+    Duplicate {
+        parent: &'static str,
+        element: &'static str,
+    },
     #[error("{element} must hold exactly one element, found {found}")]
     ExpectedOneElement { element: &'static str, found: usize },
     #[error("{element} has an unexpected value `{value}`")]
-    BadValue { element: &'static str, value: String },
+    BadValue {
+        element: &'static str,
+        value: String,
+    },
     #[error("{error} (at {position})")]
-    MessageId { error: MessageIdError, position: Position },
+    MessageId {
+        error: MessageIdError,
+        position: Position,
+    },
 }
 
 type Result<T> = std::result::Result<T, EnvelopeError>;
@@ -154,11 +177,17 @@ pub fn parse<'a, 'i>(doc: &'a Document<'i>) -> Result<Envelope<'a, 'i>> {
     }
     let body = root
         .children()
-        .find(|n| n.is_element() && n.tag_name().name() == "Body" && n.tag_name().namespace() == Some(SOAP11_NS))
+        .find(|n| {
+            n.is_element()
+                && n.tag_name().name() == "Body"
+                && n.tag_name().namespace() == Some(SOAP11_NS)
+        })
         .ok_or(EnvelopeError::NoBody)?;
     let mut elements = body.children().filter(Node::is_element);
     let (Some(op), None) = (elements.next(), elements.next()) else {
-        return Err(EnvelopeError::BodyChildren { found: body.children().filter(Node::is_element).count() });
+        return Err(EnvelopeError::BodyChildren {
+            found: body.children().filter(Node::is_element).count(),
+        });
     };
     let version = op
         .tag_name()
@@ -200,11 +229,15 @@ struct Cx<'a, 'i> {
 
 impl<'a, 'i> Cx<'a, 'i> {
     fn is_types(&self, n: Node<'_, '_>, name: &str) -> bool {
-        n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(self.version.types_ns())
+        n.is_element()
+            && n.tag_name().name() == name
+            && n.tag_name().namespace() == Some(self.version.types_ns())
     }
 
     fn is_basic(n: Node<'_, '_>, name: &str) -> bool {
-        n.is_element() && n.tag_name().name() == name && n.tag_name().namespace().is_some_and(Version::is_basic_ns)
+        n.is_element()
+            && n.tag_name().name() == name
+            && n.tag_name().namespace().is_some_and(Version::is_basic_ns)
     }
 
     /// The only child matching `pred`, if any; two are an error.
@@ -217,7 +250,10 @@ impl<'a, 'i> Cx<'a, 'i> {
         let mut found = parent.children().filter(|n| pred(*n));
         match (found.next(), found.next()) {
             (first, None) => Ok(first),
-            _ => Err(EnvelopeError::Duplicate { parent: parent_name, element }),
+            _ => Err(EnvelopeError::Duplicate {
+                parent: parent_name,
+                element,
+            }),
         }
     }
 
@@ -227,47 +263,91 @@ impl<'a, 'i> Cx<'a, 'i> {
         element: &'static str,
         pred: impl Fn(Node<'_, '_>) -> bool,
     ) -> Result<Node<'a, 'i>> {
-        Self::optional(parent, parent_name, element, pred)?.ok_or(EnvelopeError::Missing { parent: parent_name, element })
+        Self::optional(parent, parent_name, element, pred)?.ok_or(EnvelopeError::Missing {
+            parent: parent_name,
+            element,
+        })
     }
 
-    fn types_child(&self, parent: Node<'a, 'i>, parent_name: &'static str, name: &'static str) -> Result<Option<Node<'a, 'i>>> {
+    fn types_child(
+        &self,
+        parent: Node<'a, 'i>,
+        parent_name: &'static str,
+        name: &'static str,
+    ) -> Result<Option<Node<'a, 'i>>> {
         Self::optional(parent, parent_name, name, |n| self.is_types(n, name))
     }
 
-    fn types_text(&self, parent: Node<'a, 'i>, parent_name: &'static str, name: &'static str) -> Result<Option<&'a str>> {
-        Ok(self.types_child(parent, parent_name, name)?.map(|n| n.text().unwrap_or("").trim()))
+    fn types_text(
+        &self,
+        parent: Node<'a, 'i>,
+        parent_name: &'static str,
+        name: &'static str,
+    ) -> Result<Option<&'a str>> {
+        Ok(self
+            .types_child(parent, parent_name, name)?
+            .map(|n| n.text().unwrap_or("").trim()))
     }
 
     fn message_id(&self, node: Node<'a, 'i>) -> Result<MessageId> {
-        MessageId::parse(node.text().unwrap_or(""))
-            .map_err(|error| EnvelopeError::MessageId { error, position: node_position(self.doc, node) })
+        MessageId::parse(node.text().unwrap_or("")).map_err(|error| EnvelopeError::MessageId {
+            error,
+            position: node_position(self.doc, node),
+        })
     }
 
-    fn required_message_id(&self, parent: Node<'a, 'i>, parent_name: &'static str) -> Result<MessageId> {
-        let node = self.types_child(parent, parent_name, "MessageID")?.ok_or(EnvelopeError::Missing { parent: parent_name, element: "MessageID" })?;
+    fn required_message_id(
+        &self,
+        parent: Node<'a, 'i>,
+        parent_name: &'static str,
+    ) -> Result<MessageId> {
+        let node =
+            self.types_child(parent, parent_name, "MessageID")?
+                .ok_or(EnvelopeError::Missing {
+                    parent: parent_name,
+                    element: "MessageID",
+                })?;
         self.message_id(node)
     }
 
     /// The `ds:Signature` inside a `CallerInformationSystemSignature` child, if present.
-    fn caller_signature(&self, op: Node<'a, 'i>, op_name: &'static str) -> Result<Option<Node<'a, 'i>>> {
-        let Some(holder) = self.types_child(op, op_name, "CallerInformationSystemSignature")? else {
+    fn caller_signature(
+        &self,
+        op: Node<'a, 'i>,
+        op_name: &'static str,
+    ) -> Result<Option<Node<'a, 'i>>> {
+        let Some(holder) = self.types_child(op, op_name, "CallerInformationSystemSignature")?
+        else {
             return Ok(None);
         };
-        Self::optional(holder, "CallerInformationSystemSignature", "ds:Signature", is_signature)
+        Self::optional(
+            holder,
+            "CallerInformationSystemSignature",
+            "ds:Signature",
+            is_signature,
+        )
     }
 
     fn only_element(node: Node<'a, 'i>, element: &'static str) -> Result<Node<'a, 'i>> {
         let mut children = node.children().filter(Node::is_element);
         match (children.next(), children.next()) {
             (Some(only), None) => Ok(only),
-            _ => Err(EnvelopeError::ExpectedOneElement { element, found: node.children().filter(Node::is_element).count() }),
+            _ => Err(EnvelopeError::ExpectedOneElement {
+                element,
+                found: node.children().filter(Node::is_element).count(),
+            }),
         }
     }
 
     fn send_request(&self, op: Node<'a, 'i>) -> Result<SendRequest<'a, 'i>> {
         const OP: &str = "SendRequestRequest";
         const DATA: &str = "SenderProvidedRequestData";
-        let data = self.types_child(op, OP, DATA)?.ok_or(EnvelopeError::Missing { parent: OP, element: DATA })?;
+        let data = self
+            .types_child(op, OP, DATA)?
+            .ok_or(EnvelopeError::Missing {
+                parent: OP,
+                element: DATA,
+            })?;
         let message_id = self.required_message_id(data, DATA)?;
         let reference_message_id = match self.types_child(data, DATA, "ReferenceMessageID")? {
             Some(n) => Some(self.message_id(n)?),
@@ -277,12 +357,19 @@ impl<'a, 'i> Cx<'a, 'i> {
         if let Some(code) = transaction_code
             && code.chars().count() > 1500
         {
-            return Err(EnvelopeError::BadValue { element: "TransactionCode", value: format!("{}…", code.chars().take(40).collect::<String>()) });
+            return Err(EnvelopeError::BadValue {
+                element: "TransactionCode",
+                value: format!("{}…", code.chars().take(40).collect::<String>()),
+            });
         }
-        let primary = Self::required(data, DATA, "MessagePrimaryContent", |n| Self::is_basic(n, "MessagePrimaryContent"))?;
+        let primary = Self::required(data, DATA, "MessagePrimaryContent", |n| {
+            Self::is_basic(n, "MessagePrimaryContent")
+        })?;
         let content = Self::only_element(primary, "MessagePrimaryContent")?;
         let personal_signature = match self.types_child(data, DATA, "PersonalSignature")? {
-            Some(holder) => Self::optional(holder, "PersonalSignature", "ds:Signature", is_signature)?,
+            Some(holder) => {
+                Self::optional(holder, "PersonalSignature", "ds:Signature", is_signature)?
+            }
             None => None,
         };
         Ok(SendRequest {
@@ -295,11 +382,17 @@ impl<'a, 'i> Cx<'a, 'i> {
             eol: self.types_text(data, DATA, "EOL")?,
             content,
             personal_signature,
-            attachment_headers: Self::optional(data, DATA, "AttachmentHeaderList", |n| Self::is_basic(n, "AttachmentHeaderList"))?,
-            ref_attachment_headers: Self::optional(data, DATA, "RefAttachmentHeaderList", |n| Self::is_basic(n, "RefAttachmentHeaderList"))?,
+            attachment_headers: Self::optional(data, DATA, "AttachmentHeaderList", |n| {
+                Self::is_basic(n, "AttachmentHeaderList")
+            })?,
+            ref_attachment_headers: Self::optional(data, DATA, "RefAttachmentHeaderList", |n| {
+                Self::is_basic(n, "RefAttachmentHeaderList")
+            })?,
             business_process_metadata: self.types_child(data, DATA, "BusinessProcessMetadata")?,
             test_message: self.types_child(data, DATA, "TestMessage")?.is_some(),
-            attachment_content: Self::optional(op, OP, "AttachmentContentList", |n| Self::is_basic(n, "AttachmentContentList"))?,
+            attachment_content: Self::optional(op, OP, "AttachmentContentList", |n| {
+                Self::is_basic(n, "AttachmentContentList")
+            })?,
             caller_signature: self.caller_signature(op, OP)?,
         })
     }
@@ -307,21 +400,48 @@ impl<'a, 'i> Cx<'a, 'i> {
     fn send_response(&self, op: Node<'a, 'i>) -> Result<SendResponse<'a, 'i>> {
         const OP: &str = "SendResponseRequest";
         const DATA: &str = "SenderProvidedResponseData";
-        let data = self.types_child(op, OP, DATA)?.ok_or(EnvelopeError::Missing { parent: OP, element: DATA })?;
+        let data = self
+            .types_child(op, OP, DATA)?
+            .ok_or(EnvelopeError::Missing {
+                parent: OP,
+                element: DATA,
+            })?;
         let message_id = self.required_message_id(data, DATA)?;
-        let to = self.types_text(data, DATA, "To")?.ok_or(EnvelopeError::Missing { parent: DATA, element: "To" })?;
-        let content = if let Some(primary) = Self::optional(data, DATA, "MessagePrimaryContent", |n| Self::is_basic(n, "MessagePrimaryContent"))? {
+        let to = self
+            .types_text(data, DATA, "To")?
+            .ok_or(EnvelopeError::Missing {
+                parent: DATA,
+                element: "To",
+            })?;
+        let content = if let Some(primary) =
+            Self::optional(data, DATA, "MessagePrimaryContent", |n| {
+                Self::is_basic(n, "MessagePrimaryContent")
+            })? {
             ResponseContent::Primary(Self::only_element(primary, "MessagePrimaryContent")?)
         } else if let Some(status) = self.types_child(data, DATA, "RequestStatus")? {
             ResponseContent::Status {
-                code: self.types_text(status, "RequestStatus", "StatusCode")?.unwrap_or(""),
-                description: self.types_text(status, "RequestStatus", "StatusDescription")?.unwrap_or(""),
+                code: self
+                    .types_text(status, "RequestStatus", "StatusCode")?
+                    .unwrap_or(""),
+                description: self
+                    .types_text(status, "RequestStatus", "StatusDescription")?
+                    .unwrap_or(""),
             }
         } else if let Some(status) = self.types_child(data, DATA, "AsyncProcessingStatus")? {
             const S: &str = "AsyncProcessingStatus";
             ResponseContent::AsyncStatus {
-                original_message_id: self.types_text(status, S, "OriginalMessageId")?.ok_or(EnvelopeError::Missing { parent: S, element: "OriginalMessageId" })?,
-                category: self.types_text(status, S, "StatusCategory")?.ok_or(EnvelopeError::Missing { parent: S, element: "StatusCategory" })?,
+                original_message_id: self.types_text(status, S, "OriginalMessageId")?.ok_or(
+                    EnvelopeError::Missing {
+                        parent: S,
+                        element: "OriginalMessageId",
+                    },
+                )?,
+                category: self.types_text(status, S, "StatusCategory")?.ok_or(
+                    EnvelopeError::Missing {
+                        parent: S,
+                        element: "StatusCategory",
+                    },
+                )?,
                 details: self.types_text(status, S, "StatusDetails")?,
             }
         } else {
@@ -330,13 +450,23 @@ impl<'a, 'i> Cx<'a, 'i> {
                 .filter(|n| self.is_types(*n, "RequestRejected"))
                 .map(|r| {
                     Ok(Rejection {
-                        code: self.types_text(r, "RequestRejected", "RejectionReasonCode")?.ok_or(EnvelopeError::Missing { parent: "RequestRejected", element: "RejectionReasonCode" })?,
-                        description: self.types_text(r, "RequestRejected", "RejectionReasonDescription")?.unwrap_or(""),
+                        code: self
+                            .types_text(r, "RequestRejected", "RejectionReasonCode")?
+                            .ok_or(EnvelopeError::Missing {
+                                parent: "RequestRejected",
+                                element: "RejectionReasonCode",
+                            })?,
+                        description: self
+                            .types_text(r, "RequestRejected", "RejectionReasonDescription")?
+                            .unwrap_or(""),
                     })
                 })
                 .collect::<Result<_>>()?;
             if rejections.is_empty() {
-                return Err(EnvelopeError::Missing { parent: DATA, element: "MessagePrimaryContent, RequestRejected, RequestStatus or AsyncProcessingStatus" });
+                return Err(EnvelopeError::Missing {
+                    parent: DATA,
+                    element: "MessagePrimaryContent, RequestRejected, RequestStatus or AsyncProcessingStatus",
+                });
             }
             ResponseContent::Rejected(rejections)
         };
@@ -346,7 +476,9 @@ impl<'a, 'i> Cx<'a, 'i> {
             message_id,
             to,
             content,
-            attachment_content: Self::optional(op, OP, "AttachmentContentList", |n| Self::is_basic(n, "AttachmentContentList"))?,
+            attachment_content: Self::optional(op, OP, "AttachmentContentList", |n| {
+                Self::is_basic(n, "AttachmentContentList")
+            })?,
             caller_signature: self.caller_signature(op, OP)?,
         })
     }
@@ -354,10 +486,17 @@ impl<'a, 'i> Cx<'a, 'i> {
     fn get_status(&self, op: Node<'a, 'i>) -> Result<GetStatus<'a, 'i>> {
         const OP: &str = "GetStatusRequest";
         // The reference is basic:MessageReference in the node's WSDL; a types:MessageID is accepted too.
-        let reference = Self::optional(op, OP, "MessageReference", |n| Self::is_basic(n, "MessageReference") || self.is_types(n, "MessageID"))?;
-        let timestamp = Self::optional(op, OP, "Timestamp", |n| Self::is_basic(n, "Timestamp") || self.is_types(n, "Timestamp"))?;
+        let reference = Self::optional(op, OP, "MessageReference", |n| {
+            Self::is_basic(n, "MessageReference") || self.is_types(n, "MessageID")
+        })?;
+        let timestamp = Self::optional(op, OP, "Timestamp", |n| {
+            Self::is_basic(n, "Timestamp") || self.is_types(n, "Timestamp")
+        })?;
         if reference.is_none() && timestamp.is_none() {
-            return Err(EnvelopeError::Missing { parent: OP, element: "MessageReference or Timestamp" });
+            return Err(EnvelopeError::Missing {
+                parent: OP,
+                element: "MessageReference or Timestamp",
+            });
         }
         Ok(GetStatus {
             message_id: reference.map(|r| self.message_id(r)).transpose()?,
@@ -369,15 +508,26 @@ impl<'a, 'i> Cx<'a, 'i> {
     fn get_response(&self, op: Node<'a, 'i>) -> Result<GetResponse<'a, 'i>> {
         const OP: &str = "GetResponseRequest";
         const SEL: &str = "MessageTypeSelector";
-        let selector = self.types_child(op, OP, SEL)?.ok_or(EnvelopeError::Missing { parent: OP, element: SEL })?;
+        let selector = self
+            .types_child(op, OP, SEL)?
+            .ok_or(EnvelopeError::Missing {
+                parent: OP,
+                element: SEL,
+            })?;
         let basic_text = |name: &'static str| -> Result<Option<&'a str>> {
-            Ok(Self::optional(selector, SEL, name, |n| Self::is_basic(n, name) || self.is_types(n, name))?.map(|n| n.text().unwrap_or("").trim()))
+            Ok(Self::optional(selector, SEL, name, |n| {
+                Self::is_basic(n, name) || self.is_types(n, name)
+            })?
+            .map(|n| n.text().unwrap_or("").trim()))
         };
         Ok(GetResponse {
             selector,
             namespace_uri: basic_text("NamespaceURI")?,
             root_element_local_name: basic_text("RootElementLocalName")?,
-            timestamp: basic_text("Timestamp")?.ok_or(EnvelopeError::Missing { parent: SEL, element: "Timestamp" })?,
+            timestamp: basic_text("Timestamp")?.ok_or(EnvelopeError::Missing {
+                parent: SEL,
+                element: "Timestamp",
+            })?,
             node_id: basic_text("NodeID")?,
             caller_signature: self.caller_signature(op, OP)?,
         })
@@ -385,13 +535,28 @@ impl<'a, 'i> Cx<'a, 'i> {
 
     fn ack(&self, op: Node<'a, 'i>) -> Result<Ack<'a, 'i>> {
         const OP: &str = "AckRequest";
-        let target = self.types_child(op, OP, "AckTargetMessage")?.ok_or(EnvelopeError::Missing { parent: OP, element: "AckTargetMessage" })?;
+        let target =
+            self.types_child(op, OP, "AckTargetMessage")?
+                .ok_or(EnvelopeError::Missing {
+                    parent: OP,
+                    element: "AckTargetMessage",
+                })?;
         let accepted = match target.attribute("accepted").map(str::trim) {
             None | Some("true") | Some("1") => true,
             Some("false") | Some("0") => false,
-            Some(other) => return Err(EnvelopeError::BadValue { element: "AckTargetMessage/@accepted", value: other.to_string() }),
+            Some(other) => {
+                return Err(EnvelopeError::BadValue {
+                    element: "AckTargetMessage/@accepted",
+                    value: other.to_string(),
+                });
+            }
         };
-        Ok(Ack { target, message_id: self.message_id(target)?, accepted, caller_signature: self.caller_signature(op, OP)? })
+        Ok(Ack {
+            target,
+            message_id: self.message_id(target)?,
+            accepted,
+            caller_signature: self.caller_signature(op, OP)?,
+        })
     }
 }
 

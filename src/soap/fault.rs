@@ -55,7 +55,9 @@ impl SignatureFaultCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmevFault {
     InvalidMessageIdFormat,
-    InvalidContent { errors: Vec<(String, Option<Position>)> },
+    InvalidContent {
+        errors: Vec<(String, Option<Position>)>,
+    },
     SignatureVerification(SignatureFaultCode),
     AccessDenied,
     SenderIsNotRegistered,
@@ -94,12 +96,24 @@ pub struct Fault {
 impl Fault {
     /// A fault about the sender's message (HTTP 500, as SOAP 1.1 over HTTP requires).
     pub fn client(version: Version, detail: SmevFault, message: impl Into<String>) -> Fault {
-        Fault { code: FaultCode::Client, message: message.into(), detail: Some(detail), version, http_status: 500 }
+        Fault {
+            code: FaultCode::Client,
+            message: message.into(),
+            detail: Some(detail),
+            version,
+            http_status: 500,
+        }
     }
 
     /// A fault on the node's side; the gateway may retry.
     pub fn server(version: Version, detail: SmevFault, message: impl Into<String>) -> Fault {
-        Fault { code: FaultCode::Server, message: message.into(), detail: Some(detail), version, http_status: 500 }
+        Fault {
+            code: FaultCode::Server,
+            message: message.into(),
+            detail: Some(detail),
+            version,
+            http_status: 500,
+        }
     }
 
     pub fn with_status(mut self, status: u16) -> Fault {
@@ -116,7 +130,9 @@ impl Fault {
     }
 
     fn write(&self, w: &mut Writer<Vec<u8>>) -> std::io::Result<()> {
-        w.write_event(Event::Start(BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)])))?;
+        w.write_event(Event::Start(
+            BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)]),
+        ))?;
         w.write_event(Event::Start(BytesStart::new("soap:Body")))?;
         w.write_event(Event::Start(BytesStart::new("soap:Fault")))?;
         text_element(w, "faultcode", self.code.as_qname())?;
@@ -134,8 +150,10 @@ impl Fault {
 
     fn write_detail(&self, w: &mut Writer<Vec<u8>>, detail: &SmevFault) -> std::io::Result<()> {
         let name = format!("f:{}", detail.element_name());
-        let start = BytesStart::new(name.as_str())
-            .with_attributes([("xmlns:f", self.version.faults_ns()), ("xmlns:b", self.version.basic_ns())]);
+        let start = BytesStart::new(name.as_str()).with_attributes([
+            ("xmlns:f", self.version.faults_ns()),
+            ("xmlns:b", self.version.basic_ns()),
+        ]);
         w.write_event(Event::Start(start))?;
         text_element(w, "b:Code", detail.element_name())?;
         text_element(w, "b:Description", &self.message)?;
@@ -143,13 +161,16 @@ impl Fault {
             SmevFault::InvalidContent { errors } => {
                 for (message, position) in errors {
                     let offset = position.map_or(0, |p| p.offset).to_string();
-                    let el = BytesStart::new("f:ValidationError").with_attributes([("errorPosition", offset.as_str())]);
+                    let el = BytesStart::new("f:ValidationError")
+                        .with_attributes([("errorPosition", offset.as_str())]);
                     w.write_event(Event::Start(el))?;
                     w.write_event(Event::Text(crate::xml::text(message)))?;
                     w.write_event(Event::End(BytesEnd::new("f:ValidationError")))?;
                 }
             }
-            SmevFault::SignatureVerification(code) => text_element(w, "f:SignatureVerificationFault", code.as_str())?,
+            SmevFault::SignatureVerification(code) => {
+                text_element(w, "f:SignatureVerificationFault", code.as_str())?
+            }
             _ => {}
         }
         w.write_event(Event::End(BytesEnd::new(name.as_str())))?;
@@ -157,7 +178,11 @@ impl Fault {
     }
 }
 
-pub(crate) fn text_element<W: std::io::Write>(w: &mut Writer<W>, name: &str, text: &str) -> std::io::Result<()> {
+pub(crate) fn text_element<W: std::io::Write>(
+    w: &mut Writer<W>,
+    name: &str,
+    text: &str,
+) -> std::io::Result<()> {
     w.write_event(Event::Start(BytesStart::new(name)))?;
     w.write_event(Event::Text(crate::xml::text(text)))?;
     w.write_event(Event::End(BytesEnd::new(name)))?;
@@ -170,18 +195,30 @@ mod tests {
 
     #[test]
     fn invalid_content_fault_carries_position_and_escaped_text() {
-        let position = Position { line: 2, column: 5, offset: 17 };
+        let position = Position {
+            line: 2,
+            column: 5,
+            offset: 17,
+        };
         let fault = Fault::client(
             Version::V1_2,
-            SmevFault::InvalidContent { errors: vec![("bad <value> & more".into(), Some(position))] },
+            SmevFault::InvalidContent {
+                errors: vec![("bad <value> & more".into(), Some(position))],
+            },
             "payload is invalid",
         );
         let xml = String::from_utf8(fault.to_xml()).expect("utf-8");
         let doc = roxmltree::Document::parse(&xml).expect("well-formed");
-        let ve = doc.descendants().find(|n| n.has_tag_name((Version::V1_2.faults_ns(), "ValidationError"))).expect("ValidationError");
+        let ve = doc
+            .descendants()
+            .find(|n| n.has_tag_name((Version::V1_2.faults_ns(), "ValidationError")))
+            .expect("ValidationError");
         assert_eq!(ve.attribute("errorPosition"), Some("17"));
         assert_eq!(ve.text(), Some("bad <value> & more"));
-        let code = doc.descendants().find(|n| n.has_tag_name("faultcode")).and_then(|n| n.text());
+        let code = doc
+            .descendants()
+            .find(|n| n.has_tag_name("faultcode"))
+            .and_then(|n| n.text());
         assert_eq!(code, Some("soap:Client"));
     }
 
@@ -194,8 +231,13 @@ mod tests {
         );
         let xml = String::from_utf8(fault.to_xml()).expect("utf-8");
         let doc = roxmltree::Document::parse(&xml).expect("well-formed");
-        let outer = doc.descendants().find(|n| n.has_tag_name((Version::V1_3.faults_ns(), "SignatureVerificationFault"))).expect("outer");
-        let inner = outer.children().find(|n| n.has_tag_name((Version::V1_3.faults_ns(), "SignatureVerificationFault")));
+        let outer = doc
+            .descendants()
+            .find(|n| n.has_tag_name((Version::V1_3.faults_ns(), "SignatureVerificationFault")))
+            .expect("outer");
+        let inner = outer
+            .children()
+            .find(|n| n.has_tag_name((Version::V1_3.faults_ns(), "SignatureVerificationFault")));
         assert_eq!(inner.and_then(|n| n.text()), Some("PoorSOAPEnvelopeFormat"));
     }
 }

@@ -50,18 +50,30 @@ impl Version {
     /// `.../types/basic/1.X`
     pub fn basic_ns(self) -> &'static str {
         match self {
-            Version::V1_1 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.1",
-            Version::V1_2 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2",
-            Version::V1_3 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3",
+            Version::V1_1 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.1"
+            }
+            Version::V1_2 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.2"
+            }
+            Version::V1_3 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3"
+            }
         }
     }
 
     /// `.../types/faults/1.X`
     pub fn faults_ns(self) -> &'static str {
         match self {
-            Version::V1_1 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.1",
-            Version::V1_2 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.2",
-            Version::V1_3 => "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.3",
+            Version::V1_1 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.1"
+            }
+            Version::V1_2 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.2"
+            }
+            Version::V1_3 => {
+                "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.3"
+            }
         }
     }
 
@@ -94,7 +106,12 @@ impl MessageId {
     /// Validates `text` (surrounding whitespace is tolerated, nothing else).
     pub fn parse(text: &str) -> Result<MessageId, MessageIdError> {
         let value = text.trim();
-        let fail = |reason| Err(MessageIdError { value: value.chars().take(80).collect(), reason });
+        let fail = |reason| {
+            Err(MessageIdError {
+                value: value.chars().take(80).collect(),
+                reason,
+            })
+        };
         let bytes = value.as_bytes();
         if bytes.len() != 36 {
             return fail("it must be 36 characters long");
@@ -105,7 +122,11 @@ impl MessageId {
                 _ => b.is_ascii_digit() || (b'a'..=b'f').contains(b),
             };
             if !ok {
-                return if b.is_ascii_uppercase() { fail("it must be lowercase") } else { fail("it must be hex digits in 8-4-4-4-12 groups") };
+                return if b.is_ascii_uppercase() {
+                    fail("it must be lowercase")
+                } else {
+                    fail("it must be hex digits in 8-4-4-4-12 groups")
+                };
             }
         }
         if bytes[14] != b'1' {

@@ -35,7 +35,10 @@ impl RejectionCode {
 pub enum Answer {
     /// The business response element, already written as well-formed XML with its own namespace declarations.
     Primary(Vec<u8>),
-    Rejected { code: RejectionCode, description: String },
+    Rejected {
+        code: RejectionCode,
+        description: String,
+    },
 }
 
 /// The parts of a `SendResponseRequest` besides the answer itself.
@@ -53,13 +56,22 @@ pub fn write_send_response(out: &mut Vec<u8>, header: &ResponseHeader<'_>, answe
     let _ = write_envelope(&mut w, header, answer);
 }
 
-fn write_envelope(w: &mut Writer<&mut Vec<u8>>, h: &ResponseHeader<'_>, answer: &Answer) -> std::io::Result<()> {
-    w.write_event(Event::Start(BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)])))?;
+fn write_envelope(
+    w: &mut Writer<&mut Vec<u8>>,
+    h: &ResponseHeader<'_>,
+    answer: &Answer,
+) -> std::io::Result<()> {
+    w.write_event(Event::Start(
+        BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)]),
+    ))?;
     w.write_event(Event::Start(BytesStart::new("soap:Body")))?;
-    let op = BytesStart::new("ns:SendResponseRequest")
-        .with_attributes([("xmlns:ns", h.version.types_ns()), ("xmlns:basic", h.version.basic_ns())]);
+    let op = BytesStart::new("ns:SendResponseRequest").with_attributes([
+        ("xmlns:ns", h.version.types_ns()),
+        ("xmlns:basic", h.version.basic_ns()),
+    ]);
     w.write_event(Event::Start(op))?;
-    let data = BytesStart::new("ns:SenderProvidedResponseData").with_attributes([("Id", RESPONSE_DATA_ID)]);
+    let data = BytesStart::new("ns:SenderProvidedResponseData")
+        .with_attributes([("Id", RESPONSE_DATA_ID)]);
     w.write_event(Event::Start(data))?;
     text_element(w, "ns:MessageID", h.message_id.as_str())?;
     text_element(w, "ns:To", h.to)?;
@@ -90,18 +102,34 @@ mod tests {
     #[test]
     fn rejection_reply_is_well_formed_in_the_callers_version() {
         let id = MessageId::parse("e3867df0-effb-11f1-a485-076090a46bf4").expect("id");
-        let header = ResponseHeader { version: Version::V1_1, message_id: &id, to: "abc" };
+        let header = ResponseHeader {
+            version: Version::V1_1,
+            message_id: &id,
+            to: "abc",
+        };
         let mut out = Vec::new();
-        let answer = Answer::Rejected { code: RejectionCode::NoData, description: "нет данных <none>".into() };
+        let answer = Answer::Rejected {
+            code: RejectionCode::NoData,
+            description: "нет данных <none>".into(),
+        };
         write_send_response(&mut out, &header, &answer);
         let xml = String::from_utf8(out).expect("utf-8");
         let doc = roxmltree::Document::parse(&xml).expect("well-formed");
         let ns = Version::V1_1.types_ns();
-        let data = doc.descendants().find(|n| n.has_tag_name((ns, "SenderProvidedResponseData"))).expect("data");
+        let data = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "SenderProvidedResponseData")))
+            .expect("data");
         assert_eq!(data.attribute("Id"), Some(RESPONSE_DATA_ID));
-        let code = doc.descendants().find(|n| n.has_tag_name((ns, "RejectionReasonCode"))).and_then(|n| n.text());
+        let code = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "RejectionReasonCode")))
+            .and_then(|n| n.text());
         assert_eq!(code, Some("NO_DATA"));
-        let desc = doc.descendants().find(|n| n.has_tag_name((ns, "RejectionReasonDescription"))).and_then(|n| n.text());
+        let desc = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "RejectionReasonDescription")))
+            .and_then(|n| n.text());
         assert_eq!(desc, Some("нет данных <none>"));
     }
 }

@@ -30,10 +30,18 @@ impl std::fmt::Display for Position {
 /// Why an incoming document was refused before any SOAP processing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
-    #[error("the message is not valid UTF-8 (first bad byte at offset {byte_offset}); SMEV messages must be UTF-8")]
-    NotUtf8 { byte_offset: usize, position: Position },
+    #[error(
+        "the message is not valid UTF-8 (first bad byte at offset {byte_offset}); SMEV messages must be UTF-8"
+    )]
+    NotUtf8 {
+        byte_offset: usize,
+        position: Position,
+    },
     #[error("the XML declaration names encoding `{encoding}`; only UTF-8 is accepted")]
-    DeclaredEncoding { encoding: String, position: Position },
+    DeclaredEncoding {
+        encoding: String,
+        position: Position,
+    },
     #[error("a DTD (<!DOCTYPE>) is not allowed in SMEV messages")]
     DtdRefused { position: Position },
     #[error("XML is not well-formed at {position}: {message}")]
@@ -69,7 +77,10 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, XmlError> {
             let good = &bytes[..e.valid_up_to()];
             // The prefix is valid UTF-8 by construction.
             let prefix = std::str::from_utf8(good).unwrap_or_default();
-            return Err(XmlError::NotUtf8 { byte_offset: e.valid_up_to(), position: position_at(prefix, prefix.len()) });
+            return Err(XmlError::NotUtf8 {
+                byte_offset: e.valid_up_to(),
+                position: position_at(prefix, prefix.len()),
+            });
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -77,7 +88,10 @@ pub fn utf8_text(bytes: &[u8]) -> Result<&str, XmlError> {
         && !encoding.eq_ignore_ascii_case("utf-8")
         && !encoding.eq_ignore_ascii_case("utf8")
     {
-        return Err(XmlError::DeclaredEncoding { encoding: encoding.to_string(), position: position_at(text, 0) });
+        return Err(XmlError::DeclaredEncoding {
+            encoding: encoding.to_string(),
+            position: position_at(text, 0),
+        });
     }
     Ok(text)
 }
@@ -94,8 +108,13 @@ fn declared_encoding(text: &str) -> Option<&str> {
 
 /// Parses `text` with DTDs refused and every limit in `limits` enforced.
 pub fn parse<'a>(text: &'a str, limits: &XmlLimits) -> Result<Document<'a>, XmlError> {
-    let options = ParsingOptions { allow_dtd: false, nodes_limit: limits.max_nodes, ..ParsingOptions::default() };
-    let doc = Document::parse_with_options(text, options).map_err(|e| from_roxml(text, e, limits))?;
+    let options = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: limits.max_nodes,
+        ..ParsingOptions::default()
+    };
+    let doc =
+        Document::parse_with_options(text, options).map_err(|e| from_roxml(text, e, limits))?;
     check_shape(&doc, limits)?;
     Ok(doc)
 }
@@ -104,15 +123,25 @@ fn from_roxml(text: &str, e: roxmltree::Error, limits: &XmlLimits) -> XmlError {
     match e {
         roxmltree::Error::DtdDetected => {
             let at = text.find("<!DOCTYPE").unwrap_or(0);
-            XmlError::DtdRefused { position: position_at(text, at) }
+            XmlError::DtdRefused {
+                position: position_at(text, at),
+            }
         }
-        roxmltree::Error::NodesLimitReached => XmlError::TooManyNodes { limit: limits.max_nodes },
+        roxmltree::Error::NodesLimitReached => XmlError::TooManyNodes {
+            limit: limits.max_nodes,
+        },
         other => {
             let pos = other.pos();
             // roxmltree appends " at ROW:COL"; the position is reported separately.
             let message = other.to_string();
-            let message = message.rsplit_once(" at ").map_or(message.as_str(), |(m, _)| m).to_string();
-            XmlError::Malformed { message, position: position_from_row_col(text, pos.row, pos.col) }
+            let message = message
+                .rsplit_once(" at ")
+                .map_or(message.as_str(), |(m, _)| m)
+                .to_string();
+            XmlError::Malformed {
+                message,
+                position: position_from_row_col(text, pos.row, pos.col),
+            }
         }
     }
 }
@@ -121,7 +150,9 @@ fn check_shape(doc: &Document<'_>, limits: &XmlLimits) -> Result<(), XmlError> {
     // Document order visits parents before children, so one pass computes every depth.
     let mut depths: Vec<u32> = Vec::with_capacity(256);
     for n in doc.descendants().filter(Node::is_element) {
-        let parent_depth = n.parent_element().map_or(0, |p| depths.get(p.id().get_usize()).copied().unwrap_or(0));
+        let parent_depth = n
+            .parent_element()
+            .map_or(0, |p| depths.get(p.id().get_usize()).copied().unwrap_or(0));
         let depth = parent_depth + 1;
         let id = n.id().get_usize();
         if depths.len() <= id {
@@ -129,10 +160,16 @@ fn check_shape(doc: &Document<'_>, limits: &XmlLimits) -> Result<(), XmlError> {
         }
         depths[id] = depth;
         if depth as usize > limits.max_depth {
-            return Err(XmlError::TooDeep { limit: limits.max_depth, position: node_position(doc, n) });
+            return Err(XmlError::TooDeep {
+                limit: limits.max_depth,
+                position: node_position(doc, n),
+            });
         }
         if n.attributes().len() > limits.max_attributes_per_element {
-            return Err(XmlError::TooManyAttributes { limit: limits.max_attributes_per_element, position: node_position(doc, n) });
+            return Err(XmlError::TooManyAttributes {
+                limit: limits.max_attributes_per_element,
+                position: node_position(doc, n),
+            });
         }
     }
     Ok(())
@@ -150,13 +187,25 @@ pub fn position_at(text: &str, at: usize) -> Position {
     while end > 0 && !text.is_char_boundary(end) {
         end -= 1;
     }
-    Position { line: line as u32, column: column as u32, offset: text[..end].chars().count() + 1 }
+    Position {
+        line: line as u32,
+        column: column as u32,
+        offset: text[..end].chars().count() + 1,
+    }
 }
 
 fn position_from_row_col(text: &str, row: u32, col: u32) -> Position {
-    let line_start: usize = text.split_inclusive('\n').take(row.saturating_sub(1) as usize).map(str::len).sum();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(row.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
     let line = &text[line_start.min(text.len())..];
-    let in_line: usize = line.chars().take(col.saturating_sub(1) as usize).map(char::len_utf8).sum();
+    let in_line: usize = line
+        .chars()
+        .take(col.saturating_sub(1) as usize)
+        .map(char::len_utf8)
+        .sum();
     position_at(text, line_start + in_line)
 }
 
@@ -165,14 +214,22 @@ mod tests {
     use super::*;
 
     fn limits() -> XmlLimits {
-        XmlLimits { max_depth: 4, max_nodes: 50, max_attributes_per_element: 2, max_text_bytes: 1024 }
+        XmlLimits {
+            max_depth: 4,
+            max_nodes: 50,
+            max_attributes_per_element: 2,
+            max_text_bytes: 1024,
+        }
     }
 
     #[test]
     fn dtd_is_refused_with_its_position() {
         let text = "<?xml version=\"1.0\"?>\n<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>";
         let err = parse(text, &limits()).unwrap_err();
-        assert!(matches!(err, XmlError::DtdRefused { position } if position.line == 2 && position.column == 1), "{err:?}");
+        assert!(
+            matches!(err, XmlError::DtdRefused { position } if position.line == 2 && position.column == 1),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -181,9 +238,15 @@ mod tests {
         let err = parse("<a><b><c><d><e/></d></c></b></a>", &limits()).unwrap_err();
         assert!(matches!(err, XmlError::TooDeep { limit: 4, .. }), "{err:?}");
         let many = format!("<a>{}</a>", "<b/>".repeat(60));
-        assert!(matches!(parse(&many, &limits()).unwrap_err(), XmlError::TooManyNodes { limit: 50 }));
+        assert!(matches!(
+            parse(&many, &limits()).unwrap_err(),
+            XmlError::TooManyNodes { limit: 50 }
+        ));
         let err = parse("<a x='1' y='2' z='3'/>", &limits()).unwrap_err();
-        assert!(matches!(err, XmlError::TooManyAttributes { limit: 2, .. }), "{err:?}");
+        assert!(
+            matches!(err, XmlError::TooManyAttributes { limit: 2, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -197,10 +260,17 @@ mod tests {
     #[test]
     fn non_utf8_and_foreign_encodings_are_refused() {
         let err = utf8_text(b"<a>\xcf\xf0\xe8</a>").unwrap_err();
-        assert!(matches!(err, XmlError::NotUtf8 { byte_offset: 3, .. }), "{err:?}");
+        assert!(
+            matches!(err, XmlError::NotUtf8 { byte_offset: 3, .. }),
+            "{err:?}"
+        );
         let err = utf8_text(b"<?xml version='1.0' encoding='windows-1251'?><a/>").unwrap_err();
-        assert!(matches!(err, XmlError::DeclaredEncoding { ref encoding, .. } if encoding == "windows-1251"));
-        assert!(utf8_text("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>Иванов</a>".as_bytes()).is_ok());
+        assert!(
+            matches!(err, XmlError::DeclaredEncoding { ref encoding, .. } if encoding == "windows-1251")
+        );
+        assert!(
+            utf8_text("<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>Иванов</a>".as_bytes()).is_ok()
+        );
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! Shared test harness: a real node on an ephemeral port with its own data dir, and a tiny HTTP client.
+//! Tests use the repository's mappings, samples and WSDL, so they exercise what ships.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use smev_adapter::config::Config;
+use smev_adapter::node::Node;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const TYPES_13: &str = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.3";
+pub const FAULTS_13: &str =
+    "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.3";
+pub const REG_NS: &str = "urn://example.gov/registration/1.0";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config for a test node: repository mappings/samples/WSDL, everything else in `dir`.
+/// `limits` is inserted into the [limits] table.
+pub fn config_text(dir: &Path, limits: &str) -> String {
+    let repo = repo();
+    let r = repo.display();
+    let d = dir.display();
+    format!(
+        r#"[node]
+mnemonic = "TEST_NODE"
+
+[server]
+listen = "127.0.0.1:0"
+wsdl_dir = "{r}/wsdl"
+
+[limits]
+shutdown_grace = "10s"
+{limits}
+
+[storage]
+data_dir = "{d}/data"
+
+[mappings]
+dir = "{r}/mappings"
+
+[datasources.agency]
+kind = "sqlite"
+path = "{d}/agency.db"
+create_from_samples = "{r}/samples"
+"#
+    )
+}
+
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub handle: JoinHandle<std::io::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        Self::start_with_limits("").await
+    }
+
+    pub async fn start_with_limits(limits: &str) -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = config_text(dir.path(), limits);
+        let path = dir.path().join("adapter.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let config = Config::parse(&path, &text, &|_| None)
+            .unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
+        let node = tokio::task::spawn_blocking(move || Node::start(config))
+            .await
+            .expect("join")
+            .expect("node starts");
+        let node = Arc::new(node);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(smev_adapter::server::serve(
+            node.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestNode {
+            addr,
+            node,
+            shutdown: Some(tx),
+            handle,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Asks the server to stop; it then finishes what is in flight.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A complete HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn doc(&self) -> roxmltree::Document<'_> {
+        roxmltree::Document::parse(&self.body)
+            .unwrap_or_else(|e| panic!("answer is not XML ({e}):\n{}", self.body))
+    }
+}
+
+/// Sends one request on a fresh connection.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Answer {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// POSTs a SOAP 1.1 body to /ws.
+pub async fn post_soap(addr: SocketAddr, body: impl Into<Vec<u8>>) -> Answer {
+    send(
+        addr,
+        "POST",
+        "/ws",
+        Some("text/xml; charset=utf-8"),
+        body.into(),
+    )
+    .await
+}
+
+pub fn sample(name: &str) -> String {
+    std::fs::read_to_string(repo().join("samples/requests").join(name)).expect("sample request")
+}
+
+/// A SendRequest for a passport, with its own MessageID, in SMEV types version `version`.
+pub fn registration_request(version: &str, message_id: &str, series: &str, number: &str) -> String {
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:SendRequestRequest xmlns:ns="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/{version}" xmlns:basic="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/{version}"><ns:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"><ns:MessageID>{message_id}</ns:MessageID><basic:MessagePrimaryContent><r:RegistrationRequest xmlns:r="urn://example.gov/registration/1.0"><r:Series>{series}</r:Series><r:Number>{number}</r:Number></r:RegistrationRequest></basic:MessagePrimaryContent></ns:SenderProvidedRequestData><ns:CallerInformationSystemSignature/></ns:SendRequestRequest></soap:Body></soap:Envelope>"#
+    )
+}
+
+pub fn new_message_id() -> String {
+    uuid::Uuid::now_v1(&[7, 7, 7, 7, 7, 7])
+        .hyphenated()
+        .to_string()
+}
+
+/// The text of the first element named `{ns}local` in `doc`.
+pub fn text_of<'a>(doc: &'a roxmltree::Document<'_>, ns: &str, local: &str) -> Option<&'a str> {
+    doc.descendants()
+        .find(|n| n.has_tag_name((ns, local)))
+        .and_then(|n| n.text())
+}

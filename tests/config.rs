@@ -1,0 +1,118 @@
+//! adapter.toml: defaults, environment overrides, and located errors for each kind of mistake.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use smev_adapter::config::{Config, ENV_DATA_DIR, ENV_LISTEN};
+
+fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    Config::parse(&common::repo().join("adapter.toml"), text, env).map_err(|p| p.to_string())
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn the_bundled_config_loads_with_documented_defaults() {
+    let text = std::fs::read_to_string(common::repo().join("adapter.toml")).expect("adapter.toml");
+    let c = parse(&text, &no_env).expect("valid");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7575");
+    assert_eq!(c.endpoint_path, "/ws");
+    assert_eq!(c.limits.max_body_bytes, 10 * 1024 * 1024);
+    assert_eq!(c.node.mnemonic, "SAMPLE_AGENCY");
+    assert!(c.data_dir.ends_with("data"));
+}
+
+#[test]
+fn a_minimal_config_gets_defaults() {
+    let c = parse("[node]\nmnemonic = \"A\"\n", &no_env).expect("valid");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7575");
+    assert_eq!(c.endpoint_path, "/ws");
+    assert_eq!(c.limits.max_body_bytes, 10 * 1024 * 1024);
+    assert_eq!(c.limits.max_concurrent, 256);
+    assert_eq!(c.limits.request_timeout, Duration::from_secs(30));
+}
+
+#[test]
+fn environment_overrides_listen_and_data_dir() {
+    let env = |name: &str| match name {
+        ENV_LISTEN => Some("0.0.0.0:9000".to_string()),
+        ENV_DATA_DIR => Some("/var/lib/x".to_string()),
+        _ => None,
+    };
+    let c = parse(
+        "[node]\nmnemonic = \"A\"\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(c.data_dir, Path::new("/var/lib/x"));
+    let bad = |name: &str| (name == ENV_LISTEN).then(|| "nowhere".to_string());
+    let err = parse("[node]\nmnemonic = \"A\"\n", &bad).unwrap_err();
+    assert!(err.contains("SMEV_ADAPTER_LISTEN=`nowhere`"), "{err}");
+}
+
+#[test]
+fn every_bad_value_is_reported_at_its_line() {
+    let text = "[node]\nmnemonic = \"A B\"\n[server]\npath = \"ws\"\n[limits]\nmax_body = \"ten\"\nrequest_timeout = \"5 minutes\"\n[gateway]\nurl = \"ftp://x\"\n";
+    let err = parse(text, &no_env).unwrap_err();
+    for (line, needle) in [
+        (2, "node.mnemonic"),
+        (4, "server.path"),
+        (6, "limits.max_body"),
+        (7, "limits.request_timeout"),
+        (9, "gateway.url"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("adapter.toml:{line}:")) && l.contains(needle)),
+            "line {line} {needle}:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_key_and_line() {
+    let err = parse(
+        "[node]\nmnemonic = \"A\"\n[limits]\nmax_concurent = 5\n[nodes]\nx = 1\n",
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("adapter.toml:4:1: unknown key `limits.max_concurent`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("adapter.toml:5:2: unknown key `nodes`"),
+        "{err}"
+    );
+    let err = parse(
+        "[node]\nmnemonic = \"A\"\n[limits]\nmax_concurrent = \"many\"\n",
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(err.contains("adapter.toml:4:"), "{err}");
+    let err = parse("[node]\n", &no_env).unwrap_err();
+    assert!(err.contains("mnemonic"), "{err}");
+    let err = parse(
+        "[datasources.x]\nkind = \"oracle\"\n[node]\nmnemonic = \"A\"\n",
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(err.contains("oracle"), "{err}");
+}
+
+#[test]
+fn sizes_and_durations_accept_the_documented_units() {
+    use smev_adapter::config::{parse_duration, parse_size};
+    assert_eq!(parse_size("10MiB"), Some(10 * 1024 * 1024));
+    assert_eq!(parse_size("512KiB"), Some(512 * 1024));
+    assert_eq!(parse_size("100"), Some(100));
+    assert_eq!(parse_size("lots"), None);
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
+    assert_eq!(parse_duration("5"), None);
+}
