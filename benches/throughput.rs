@@ -51,7 +51,7 @@ impl Settings {
             connections: env_number("BENCH_CONNECTIONS", 64)?.max(1),
             warmup: Duration::from_secs(env_number("BENCH_WARMUP", 2)?),
             measure: Duration::from_secs(env_number("BENCH_SECONDS", 5)?.max(1)),
-            bodies: env_number("BENCH_BODIES", 120_000)?.max(1),
+            bodies: env_number("BENCH_BODIES", 60_000)?.max(1),
         })
     }
 }
@@ -86,6 +86,10 @@ struct PhaseResult {
     response_bytes: u64,
     cpu_ticks: u64,
     body_reuses: usize,
+    /// The process's thread count at the end of the window (the blocking pool grows under load).
+    threads: Option<u64>,
+    /// VmHWM right after the phase, KiB.
+    hwm_kib: Option<u64>,
 }
 
 impl PhaseResult {
@@ -134,6 +138,7 @@ fn run() -> Result<u64, BoxError> {
     let data_dir = tempfile::tempdir()?;
     let config = node_config(&data_dir.path().to_string_lossy())?;
     let node = Arc::new(smev_adapter::node::Node::start(config)?);
+    let hwm_node = proc_status("VmHWM:");
     let passports = load_passports(&node)?;
     let bodies = Arc::new(build_bodies(&passports, settings.bodies)?);
 
@@ -146,7 +151,7 @@ fn run() -> Result<u64, BoxError> {
     let (trivial, node_target) = server_rt.block_on(start_servers(node.clone(), node_stopped))?;
 
     print_header(&settings, &bodies, passports.len());
-    let hwm_before = vm_kib("VmHWM:");
+    let hwm_setup = proc_status("VmHWM:");
     let mut results = Vec::new();
     for target in [&trivial, &node_target, &trivial] {
         let result = run_phase(target.clone(), &settings, bodies.clone())?;
@@ -157,7 +162,7 @@ fn run() -> Result<u64, BoxError> {
     server_rt.shutdown_timeout(Duration::from_secs(1));
 
     print_summary(&results, &bodies);
-    print_memory(hwm_before);
+    print_memory(hwm_node, hwm_setup);
     Ok(results.iter().map(|r| r.errors).sum())
 }
 
@@ -304,18 +309,21 @@ fn build_bodies(passports: &[(String, String)], count: usize) -> Result<Vec<Byte
         .replace(&series_tag, "<r:Series>{S}</r:Series>")
         .replace(&number_tag, "<r:Number>{N}</r:Number>");
     let node_id = [1, 2, 3, 4, 5, 6];
-    Ok((0..count)
-        .map(|i| {
-            let (s, n) = &passports[i % passports.len()];
-            let id = uuid::Uuid::now_v1(&node_id).hyphenated().to_string();
-            Bytes::from(
-                template
-                    .replace("{ID}", &id)
-                    .replace("{S}", s)
-                    .replace("{N}", n),
-            )
-        })
-        .collect())
+    // One contiguous buffer sliced per body: no per-body allocation, and a compact footprint.
+    let mut buffer = Vec::with_capacity(count * (template.len() + 8));
+    let mut ranges = Vec::with_capacity(count);
+    for i in 0..count {
+        let (s, n) = &passports[i % passports.len()];
+        let id = uuid::Uuid::now_v1(&node_id).hyphenated().to_string();
+        let body = template
+            .replace("{ID}", &id)
+            .replace("{S}", s)
+            .replace("{N}", n);
+        ranges.push(buffer.len()..buffer.len() + body.len());
+        buffer.extend_from_slice(body.as_bytes());
+    }
+    let buffer = Bytes::from(buffer);
+    Ok(ranges.into_iter().map(|r| buffer.slice(r)).collect())
 }
 
 // ---- load client ------------------------------------------------------------------------------
@@ -385,6 +393,7 @@ async fn load(
     let (cpu_start, t_start) = (cpu_ticks()?, Instant::now());
     tokio::time::sleep_until(window.end.into()).await;
     let (cpu_end, t_end) = (cpu_ticks()?, Instant::now());
+    let threads = proc_status("Threads:");
 
     let mut all = WorkerStats::default();
     for w in workers {
@@ -407,6 +416,8 @@ async fn load(
         response_bytes: all.response_bytes,
         cpu_ticks: cpu_end.saturating_sub(cpu_start),
         body_reuses: next.load(Ordering::Relaxed).saturating_sub(bodies.len()),
+        threads,
+        hwm_kib: proc_status("VmHWM:"),
     })
 }
 
@@ -440,8 +451,8 @@ async fn worker(
         match exchange(conn, &target.path, &host, body).await {
             Ok(answer) => {
                 let done = Instant::now();
-                stats.response_bytes += answer.len() as u64;
                 if done >= window.start && done < window.end {
+                    stats.response_bytes += answer.len() as u64;
                     stats
                         .latencies_us
                         .push(u32::try_from((done - began).as_micros()).unwrap_or(u32::MAX));
@@ -533,8 +544,8 @@ fn cpu_ticks() -> Result<u64, BoxError> {
     Ok(field(14)? + field(15)?)
 }
 
-/// A `/proc/self/status` line such as `VmHWM:`, in KiB.
-fn vm_kib(key: &str) -> Option<u64> {
+/// The number on a `/proc/self/status` line such as `VmHWM:` (KiB) or `Threads:`.
+fn proc_status(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
@@ -558,14 +569,24 @@ fn print_header(settings: &Settings, bodies: &[Bytes], passports: usize) {
     );
     println!();
     println!(
-        "{:<26} {:>9} {:>8} {:>8} {:>8} {:>8} {:>12} {:>7} {:>6}",
-        "phase", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU µs/req", "resp B", "errors"
+        "{:<24} {:>8} {:>7} {:>7} {:>7} {:>7} {:>11} {:>6} {:>7} {:>8} {:>6}",
+        "phase",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "CPU µs/req",
+        "resp B",
+        "threads",
+        "HWM MiB",
+        "errors"
     );
 }
 
 fn print_phase(r: &PhaseResult) {
     println!(
-        "{:<26} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12.1} {:>7} {:>6}",
+        "{:<24} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>11.1} {:>6} {:>7} {:>8} {:>6}",
         r.label,
         thousands(r.rate()),
         r.percentile_ms(50.0),
@@ -574,6 +595,8 @@ fn print_phase(r: &PhaseResult) {
         r.percentile_ms(100.0),
         r.cpu_us_per_request(),
         r.mean_response_bytes(),
+        r.threads.map_or("?".into(), |t| t.to_string()),
+        mib(r.hwm_kib),
         r.errors
     );
     if let Some(e) = &r.first_error {
@@ -621,14 +644,17 @@ fn print_summary(results: &[PhaseResult], bodies: &[Bytes]) {
     }
 }
 
-fn print_memory(hwm_before_kib: Option<u64>) {
-    let mib =
-        |k: Option<u64>| k.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+fn print_memory(after_node_start: Option<u64>, after_setup: Option<u64>) {
     println!(
-        "peak RSS (VmHWM): {} at the end; {} after setup, before load (includes the pre-built bodies)",
-        mib(vm_kib("VmHWM:")),
-        mib(hwm_before_kib)
+        "peak RSS (VmHWM): {} MiB at the end; {} MiB once the node started, {} MiB after building the bodies, before any load",
+        mib(proc_status("VmHWM:")),
+        mib(after_node_start),
+        mib(after_setup)
     );
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
 }
 
 fn thousands(value: f64) -> String {

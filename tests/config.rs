@@ -116,3 +116,37 @@ fn sizes_and_durations_accept_the_documented_units() {
     assert_eq!(parse_duration("2d"), Some(Duration::from_secs(2 * 86_400)));
     assert_eq!(parse_duration("5"), None);
 }
+
+#[test]
+fn the_sample_database_has_thousands_of_people_with_cyrillic_names_and_the_fixed_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("agency.db");
+    smev_adapter::samples::build_database(&common::repo().join("samples"), &db).expect("builds");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(count("SELECT count(*) FROM person"), 5003);
+    assert_eq!(
+        count("SELECT count(*) FROM passport"),
+        count("SELECT count(DISTINCT series || number) FROM passport")
+    );
+    assert!(
+        count("SELECT count(*) FROM passport") > 4900,
+        "passports for nearly everyone"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM registration r JOIN person p ON p.id = r.person_id"),
+        5003
+    );
+    let cyrillic = count("SELECT count(*) FROM person WHERE last_name GLOB '*[А-Яа-яЁё]*'");
+    assert_eq!(cyrillic, 5003, "every last name is Cyrillic");
+    let fixed: String = conn.query_row("SELECT last_name FROM person p JOIN passport pp ON pp.person_id = p.id WHERE series = '4510' AND number = '123456'", [], |r| r.get(0)).expect("fixed person");
+    assert_eq!(fixed, "Иванов");
+    // Deterministic: building again gives the same data.
+    let again = dir.path().join("again.db");
+    smev_adapter::samples::build_database(&common::repo().join("samples"), &again).expect("builds");
+    let digest = |path: &std::path::Path| -> String {
+        let c = rusqlite::Connection::open(path).expect("open");
+        c.query_row("SELECT group_concat(last_name || first_name || series || number, ',') FROM person p JOIN passport pp ON pp.person_id = p.id", [], |r| r.get(0)).expect("digest")
+    };
+    assert_eq!(digest(&db), digest(&again));
+}
