@@ -498,7 +498,7 @@ impl Validator<'_> {
                     path,
                     create_from_samples,
                     busy_timeout: busy,
-                    pool_size: pool_size.unwrap_or(4).max(1),
+                    pool_size: pool_size.unwrap_or(8).max(1),
                 })
             }
         }

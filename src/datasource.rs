@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
@@ -71,13 +71,20 @@ impl Datasources {
     }
 }
 
-/// A small pool of read-only SQLite connections; statements are prepared once per connection and cached.
+/// A bounded pool of read-only SQLite connections; statements are prepared once per connection and cached,
+/// so connections are kept for the node's life rather than opened per request.
 pub struct SqlitePool {
     name: String,
     path: PathBuf,
     busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
-    max_idle: usize,
+    slots: Mutex<Slots>,
+    returned: Condvar,
+    max: usize,
+}
+
+struct Slots {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl SqlitePool {
@@ -86,10 +93,14 @@ impl SqlitePool {
             name: name.to_string(),
             path: cfg.path.clone(),
             busy_timeout: cfg.busy_timeout,
-            idle: Mutex::new(Vec::new()),
-            max_idle: cfg.pool_size,
+            slots: Mutex::new(Slots {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+            max: cfg.pool_size.max(1),
         };
-        let first = pool.connect()?;
+        let first = pool.take()?;
         pool.put_back(first);
         Ok(pool)
     }
@@ -109,20 +120,30 @@ impl SqlitePool {
         Ok(conn)
     }
 
+    /// An idle connection, a new one while fewer than `max` are open, or else the next one returned.
     fn take(&self) -> Result<Connection, DatasourceError> {
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        match idle {
-            Some(c) => Ok(c),
-            None => self.connect(),
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = slots.idle.pop() {
+                return Ok(c);
+            }
+            if slots.open < self.max {
+                slots.open += 1;
+                drop(slots);
+                return self.connect().inspect_err(|_| {
+                    let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                    slots.open -= 1;
+                });
+            }
+            slots = self.returned.wait(slots).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn put_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle
-        {
-            idle.push(conn);
-        }
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.idle.push(conn);
+        drop(slots);
+        self.returned.notify_one();
     }
 
     /// Runs `sql` with every `:name` bound from `params`, returning at most `max_rows` rows.

@@ -11,5 +11,6 @@ pub mod provider;
 pub mod samples;
 pub mod server;
 pub mod soap;
+pub mod storage;
 pub mod tomlfile;
 pub mod xml;

@@ -35,6 +35,9 @@ type Body = Full<Bytes>;
 struct Shared {
     node: Arc<Node>,
     limiter: Arc<Semaphore>,
+    /// Bounds CPU-bound work handed to the blocking pool to about the core count, so a burst queues
+    /// here instead of spawning hundreds of threads that fight over two cores.
+    cpu: Arc<Semaphore>,
     wsdl: HashMap<String, Bytes>,
 }
 
@@ -47,8 +50,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let wsdl = load_wsdl(&node)?;
     let limits = node.config.limits.clone();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let shared = Arc::new(Shared {
         limiter: Arc::new(Semaphore::new(limits.max_concurrent)),
+        cpu: Arc::new(Semaphore::new(cores * 2)),
         node,
         wsdl,
     });
@@ -328,6 +333,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         return too_large(limits.max_body_bytes);
     }
     let node = shared.node.clone();
+    let cpu = shared.cpu.clone();
     let max_body = limits.max_body_bytes;
     let work = async move {
         let body = match Limited::new(req.into_body(), max_body).collect().await {
@@ -345,6 +351,13 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                     "the request body could not be read\n",
                 );
             }
+        };
+        let Ok(_cpu) = cpu.acquire_owned().await else {
+            return fault_response(Fault::server(
+                Version::NEWEST,
+                SmevFault::SmevFailure,
+                "the node is shutting down",
+            ));
         };
         match tokio::task::spawn_blocking(move || provider::handle(&node, &body)).await {
             Ok(reply) => xml_response(reply.status, reply.body),

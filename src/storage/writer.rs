@@ -1,0 +1,147 @@
+//! The store's single writer thread: runs write jobs, batching concurrent ones into one transaction (group commit).
+//! A job's result is released only after its transaction is durable; it must not run reads for callers.
+
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// What the writer does with a job: run it (in a savepoint) or fail it without running.
+trait Job: Send {
+    /// Runs the job; returns whether it succeeded and what to do once the commit outcome is known.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion);
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+struct TypedJob<F, T> {
+    f: F,
+    done: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for TypedJob<F, T>
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion) {
+        let TypedJob { f, done } = *self;
+        let result = f(conn);
+        let ok = result.is_ok();
+        let completion: Completion = Box::new(move |commit| {
+            let outcome = match (commit, result) {
+                (Ok(()), Ok(v)) => Ok(v),
+                (Err(e), _) => Err(e),
+                (Ok(()), Err(e)) => Err(StoreError::from(e)),
+            };
+            let _ = done.send(outcome);
+        });
+        (ok, completion)
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.done.send(Err(error));
+    }
+}
+
+/// Handle to the writer thread. Cloning shares the same thread.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer on `conn`. With `group_commit`, up to `max_batch` waiting jobs share one commit.
+    pub fn start(
+        conn: Connection,
+        group_commit: bool,
+        max_batch: usize,
+    ) -> std::io::Result<Writer> {
+        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let batch = if group_commit { max_batch.max(1) } else { 1 };
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(conn, rx, batch))?;
+        Ok(Writer { jobs })
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(TypedJob { f, done }))
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(rx)
+    }
+
+    /// Runs `f` in the writer; resolves once the change is committed with the configured durability.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(f)?.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The same as [`Writer::write`] for callers outside the async runtime (CLI, blocking pool).
+    pub fn write_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(f)?
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
+    // Blocks for the first job, then takes whatever else is already waiting: no added latency when idle.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in batch.drain(..) {
+                job.fail(StoreError::Commit(e.to_string()));
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            completions.push(run_in_savepoint(job, &conn));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Commit(e.to_string())
+        });
+        for completion in completions.drain(..) {
+            completion(commit.clone());
+        }
+    }
+}
+
+/// Runs a job so that its failure undoes only its own changes, never its batch-mates'.
+fn run_in_savepoint(job: Box<dyn Job>, conn: &Connection) -> Completion {
+    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        job.fail(StoreError::from(e));
+        return Box::new(|_| {});
+    }
+    let (ok, completion) = job.run(conn);
+    let end = if ok {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    let _ = conn.execute_batch(end);
+    completion
+}
