@@ -29,6 +29,8 @@ pub struct Config {
     pub wsdl_dir: PathBuf,
     pub limits: Limits,
     pub data_dir: PathBuf,
+    pub storage: StorageOptions,
+    pub delivery: DeliveryOptions,
     pub gateway_url: Option<String>,
     pub keys: KeyPaths,
     pub mappings_dir: PathBuf,
@@ -46,8 +48,10 @@ pub struct NodeIdentity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplyMode {
-    /// The signed answer is returned in the HTTP response to SendRequest.
+    /// The signed answer is returned in the HTTP response to SendRequest (still stored first).
     Sync,
+    /// SendRequest is acknowledged at once with MessageMetadata; the answer is delivered later (push or pull).
+    Async,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +81,38 @@ impl Default for XmlLimits {
             max_text_bytes: 8 * 1024 * 1024,
         }
     }
+}
+
+/// How the node's own store commits.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    pub durability: crate::storage::Durability,
+    pub group_commit: bool,
+}
+
+/// How answers reach the gateway, and how hard the node tries.
+#[derive(Debug, Clone)]
+pub struct DeliveryOptions {
+    pub mode: DeliveryMode,
+    /// Workers processing stored requests (async mode).
+    pub workers: usize,
+    /// Deliveries in flight at once (push).
+    pub concurrency: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub pull_visibility: Duration,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// The node sends SendResponse to `gateway.url`, retrying until acknowledged.
+    Push,
+    /// The gateway polls with GetResponse and confirms with Ack.
+    Pull,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,6 +146,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    delivery: RawDelivery,
     #[serde(default)]
     gateway: RawGateway,
     #[serde(default)]
@@ -150,6 +188,22 @@ struct RawLimits {
 #[derive(Deserialize, Default)]
 struct RawStorage {
     data_dir: Option<String>,
+    synchronous: Option<String>,
+    group_commit: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDelivery {
+    mode: Option<String>,
+    workers: Option<usize>,
+    concurrency: Option<usize>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+    max_attempts: Option<u32>,
+    max_age: Option<String>,
+    pull_visibility: Option<String>,
+    poll_interval: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -289,6 +343,8 @@ impl Validator<'_> {
             _ => self.resolve(raw.storage.data_dir.as_deref().unwrap_or("data")),
         };
         let gateway_url = self.gateway_url(raw.gateway.url);
+        let storage = self.storage(&raw.storage);
+        let delivery = self.delivery(raw.delivery, gateway_url.is_some());
         let keys = KeyPaths {
             private_key: raw.keys.private_key.map(|p| self.resolve(&p)),
             certificate: raw.keys.certificate.map(|p| self.resolve(&p)),
@@ -314,6 +370,8 @@ impl Validator<'_> {
             wsdl_dir,
             limits,
             data_dir,
+            storage,
+            delivery,
             gateway_url,
             keys,
             mappings_dir,
@@ -337,7 +395,7 @@ impl Validator<'_> {
         NodeIdentity {
             name: raw.name.unwrap_or_else(|| raw.mnemonic.clone()),
             mnemonic: raw.mnemonic,
-            reply: raw.reply.unwrap_or(ReplyMode::Sync),
+            reply: raw.reply.unwrap_or(ReplyMode::Async),
         }
     }
 
@@ -449,6 +507,82 @@ impl Validator<'_> {
             );
             default
         })
+    }
+
+    fn storage(&mut self, raw: &RawStorage) -> StorageOptions {
+        let durability = match raw.synchronous.as_deref() {
+            None => crate::storage::Durability::Full,
+            Some(text) => crate::storage::Durability::parse(text).unwrap_or_else(|| {
+                self.problem(
+                    &["storage", "synchronous"],
+                    format!("storage.synchronous `{text}` must be \"full\", \"normal\" or \"off\""),
+                );
+                crate::storage::Durability::Full
+            }),
+        };
+        StorageOptions {
+            durability,
+            group_commit: raw.group_commit.unwrap_or(true),
+        }
+    }
+
+    fn delivery(&mut self, raw: RawDelivery, has_gateway: bool) -> DeliveryOptions {
+        let mode = match raw.mode.as_deref() {
+            None if has_gateway => DeliveryMode::Push,
+            None => DeliveryMode::Pull,
+            Some("push") => {
+                if !has_gateway {
+                    self.problem(
+                        &["delivery", "mode"],
+                        "delivery.mode = \"push\" needs gateway.url".into(),
+                    );
+                }
+                DeliveryMode::Push
+            }
+            Some("pull") => DeliveryMode::Pull,
+            Some(other) => {
+                self.problem(
+                    &["delivery", "mode"],
+                    format!("delivery.mode `{other}` must be \"push\" or \"pull\""),
+                );
+                DeliveryMode::Pull
+            }
+        };
+        let d = |v: &mut Self, key: &'static str, raw: Option<String>, default: Duration| {
+            v.duration(&["delivery", key], raw, default)
+        };
+        DeliveryOptions {
+            mode,
+            workers: raw.workers.unwrap_or(4).max(1),
+            concurrency: raw.concurrency.unwrap_or(16).max(1),
+            retry_initial: d(
+                self,
+                "retry_initial",
+                raw.retry_initial,
+                Duration::from_secs(1),
+            ),
+            retry_max: d(self, "retry_max", raw.retry_max, Duration::from_secs(300)),
+            max_attempts: raw.max_attempts.unwrap_or(50).max(1),
+            max_age: d(
+                self,
+                "max_age",
+                raw.max_age,
+                Duration::from_secs(2 * 86_400),
+            ),
+            pull_visibility: d(
+                self,
+                "pull_visibility",
+                raw.pull_visibility,
+                Duration::from_secs(60),
+            ),
+            poll_interval: d(
+                self,
+                "poll_interval",
+                raw.poll_interval,
+                Duration::from_secs(1),
+            ),
+            timeout: d(self, "timeout", raw.timeout, Duration::from_secs(30)),
+        }
     }
 
     fn gateway_url(&mut self, raw: Option<String>) -> Option<String> {

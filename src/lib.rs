@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod config;
 pub mod datasource;
+pub mod delivery;
 pub mod diag;
+pub mod exchange;
 pub mod mapping;
 pub mod node;
 pub mod provider;

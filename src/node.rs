@@ -9,6 +9,7 @@ use crate::diag::Problems;
 use crate::mapping::MappingSet;
 use crate::samples::{self, SampleError};
 use crate::soap::MessageId;
+use crate::storage::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -21,6 +22,8 @@ pub enum StartError {
     Samples(#[from] SampleError),
     #[error(transparent)]
     Datasource(#[from] DatasourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("the mapping set is invalid:\n{0}")]
     Mappings(Problems),
 }
@@ -30,6 +33,7 @@ pub struct Node {
     pub config: Config,
     pub datasources: Datasources,
     pub mappings: MappingSet,
+    pub store: Store,
     /// The node field of the v1 UUIDs this node generates.
     uuid_node: [u8; 6],
 }
@@ -45,10 +49,17 @@ impl Node {
         let datasources = Datasources::open(&config.datasources)?;
         let mappings =
             MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
+        let options = StoreOptions {
+            durability: config.storage.durability,
+            group_commit: config.storage.group_commit,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&config.data_dir, &options)?;
         Ok(Node {
             config,
             datasources,
             mappings,
+            store,
             uuid_node: random_uuid_node(),
         })
     }
@@ -60,6 +71,7 @@ impl Node {
 
     /// Storage readiness: the data directory accepts writes.
     pub fn storage_health(&self) -> Result<(), String> {
+        self.store.health().map_err(|e| e.to_string())?;
         let probe = self.config.data_dir.join(".readyz-probe");
         std::fs::write(&probe, b"ok")
             .and_then(|()| std::fs::remove_file(&probe))

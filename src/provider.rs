@@ -1,12 +1,21 @@
-//! The provider path for one SOAP request: secure parse → envelope → route → mapping → reply bytes.
-//! It runs on the blocking pool and owns the outcome-to-fault decisions; it must not do HTTP or I/O waits.
+//! The blocking part of one SOAP call: secure parse → envelope → dedup check → route → mapping → reply bytes.
+//! It decides outcomes and faults; durable writes and waiting for them belong to `exchange`, HTTP to `server`.
 
+use roxmltree::Document;
+
+use crate::config::ReplyMode;
 use crate::mapping::Outcome;
 use crate::node::Node;
 use crate::soap::envelope::{self, Operation, SendRequest};
-use crate::soap::reply::{Answer, RejectionCode, ResponseHeader, write_send_response};
+use crate::soap::reply::{
+    self, Answer, Metadata, Participant, RejectionCode, ResponseHeader, write_send_response,
+};
 use crate::soap::{EnvelopeError, Fault, FaultCode, SignatureFaultCode, SmevFault, Version};
+use crate::storage::{self, Existing, NewIncoming, Status, StoredAnswer};
 use crate::xml::{self, XmlError};
+
+/// The sender of a request until signatures identify it: every request is keyed under this name.
+pub const UNVERIFIED_SENDER: &str = "UNVERIFIED";
 
 /// An HTTP answer body with its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,99 +33,384 @@ impl From<Fault> for Reply {
     }
 }
 
-/// Handles one POSTed SOAP body.
-pub fn handle(node: &Node, body: &[u8]) -> Reply {
+impl Reply {
+    fn ok(body: Vec<u8>) -> Reply {
+        Reply { status: 200, body }
+    }
+}
+
+/// What the async side must do next with a received SOAP call.
+#[derive(Debug)]
+pub enum Step {
+    /// Answer now; nothing to store.
+    Reply(Reply),
+    /// Store `record` durably, then answer with `reply` (or with what a concurrent twin stored first).
+    /// With `process`, the stored request is then handed to the processing workers (async mode).
+    Store {
+        record: Box<NewIncoming>,
+        reply: Vec<u8>,
+        process: bool,
+        mode: ReplyMode,
+    },
+    /// GetResponse: lease the oldest ready response.
+    Lease { version: Version },
+    /// Ack: a polling gateway took a response.
+    Ack {
+        version: Version,
+        response_message_id: String,
+        accepted: bool,
+    },
+}
+
+/// Reads one POSTed SOAP body and decides the next step.
+pub fn receive(node: &Node, body: &[u8]) -> Step {
     let text = match xml::utf8_text(body) {
         Ok(t) => t,
-        Err(e) => return xml_fault(Version::NEWEST, &e).into(),
+        Err(e) => return Step::Reply(xml_fault(Version::NEWEST, &e).into()),
     };
     let doc = match xml::parse(text, &node.config.limits.xml) {
         Ok(d) => d,
-        Err(e) => return xml_fault(Version::NEWEST, &e).into(),
+        Err(e) => return Step::Reply(xml_fault(Version::NEWEST, &e).into()),
     };
     let env = match envelope::parse(&doc) {
         Ok(env) => env,
         Err(e) => {
-            return envelope_fault(envelope::sniff_version(&doc).unwrap_or(Version::NEWEST), e)
-                .into();
+            let version = envelope::sniff_version(&doc).unwrap_or(Version::NEWEST);
+            return Step::Reply(envelope_fault(version, e).into());
         }
     };
+    let version = env.version;
     match env.operation {
-        Operation::SendRequest(req) => provide(node, &doc, env.version, &req),
-        other => Fault::server(
-            env.version,
+        Operation::SendRequest(req) => receive_request(node, &doc, version, &req, body),
+        Operation::GetStatus(s) => Step::Reply(get_status(
+            node,
+            version,
+            s.message_id.as_ref().map(|m| m.as_str()),
+        )),
+        Operation::GetResponse(_) => Step::Lease { version },
+        Operation::Ack(a) => Step::Ack {
+            version,
+            response_message_id: a.message_id.to_string(),
+            accepted: a.accepted,
+        },
+        Operation::SendResponse(_) => Step::Reply(
+            Fault::client(
+                version,
+                SmevFault::TargetMessageIsNotFound,
+                "this node has sent no request that this response could answer",
+            )
+            .into(),
+        ),
+    }
+}
+
+fn receive_request(
+    node: &Node,
+    doc: &Document<'_>,
+    version: Version,
+    req: &SendRequest<'_, '_>,
+    body: &[u8],
+) -> Step {
+    let mode = node.config.node.reply;
+    match node
+        .store
+        .find_incoming(UNVERIFIED_SENDER, req.message_id.as_str())
+    {
+        Ok(Some(existing)) => {
+            tracing::info!(message_id = %req.message_id, status = %existing.status, "repeated request: answering with what is stored");
+            return Step::Reply(repeat_reply(&existing, mode, version));
+        }
+        Ok(None) => {}
+        Err(e) => return Step::Reply(store_fault(version, &e)),
+    }
+    let mut record = NewIncoming {
+        sender: UNVERIFIED_SENDER.to_string(),
+        message_id: req.message_id.to_string(),
+        version: version.as_str(),
+        mapping: None,
+        request: body.to_vec(),
+        deadline_at: None,
+        ack: None,
+        answer: None,
+    };
+    match mode {
+        ReplyMode::Sync => {
+            let (answer, mapping) = match decide(node, doc, version, req) {
+                Ok(a) => a,
+                Err(fault) => return Step::Reply(fault.into()),
+            };
+            record.mapping = mapping;
+            let stored = response_document(
+                node,
+                version,
+                req.message_id.as_str(),
+                &answer,
+                Status::Delivered,
+            );
+            let reply = stored.response.clone();
+            record.answer = Some(StoredAnswer {
+                detail: "answered in the HTTP response (reply = sync)",
+                ..stored
+            });
+            Step::Store {
+                record: Box::new(record),
+                reply,
+                process: false,
+                mode,
+            }
+        }
+        ReplyMode::Async => {
+            // Validate what can be validated before acknowledging: a bad request gets its fault now.
+            if let Err(fault) = validate(node, doc, version, req) {
+                return Step::Reply(fault.into());
+            }
+            record.mapping = mapping_name(node, req);
+            let now = storage::rfc3339(storage::now_millis());
+            let metadata = Metadata {
+                message_id: req.message_id.as_str(),
+                message_type: "REQUEST",
+                sender: Participant {
+                    mnemonic: UNVERIFIED_SENDER,
+                    name: "sender not yet identified by signature",
+                },
+                recipient: Participant {
+                    mnemonic: &node.config.node.mnemonic,
+                    name: &node.config.node.name,
+                },
+                sending_timestamp: &now,
+                delivery_timestamp: &now,
+                status: "requestIsQueued",
+            };
+            let mut ack = Vec::with_capacity(1024);
+            reply::write_send_request_response(&mut ack, version, &metadata);
+            record.ack = Some(ack.clone());
+            Step::Store {
+                record: Box::new(record),
+                reply: ack,
+                process: true,
+                mode,
+            }
+        }
+    }
+}
+
+/// The answer to a repeated request: exactly what the first one got.
+pub fn repeat_reply(existing: &Existing, mode: ReplyMode, version: Version) -> Reply {
+    let stored = match mode {
+        ReplyMode::Sync => existing.response.as_ref().or(existing.ack.as_ref()),
+        ReplyMode::Async => existing.ack.as_ref().or(existing.response.as_ref()),
+    };
+    match stored {
+        Some(body) => Reply::ok(body.clone()),
+        None => Fault::server(
+            version,
             SmevFault::SmevFailure,
-            format!(
-                "{} is understood but not served by this node version: it has no durable store yet",
-                other.name()
-            ),
+            "the first copy of this request is still being stored; retry",
         )
         .into(),
     }
 }
 
-/// Answers a SendRequest synchronously with a SendResponseRequest.
-fn provide(
+fn mapping_name(node: &Node, req: &SendRequest<'_, '_>) -> Option<String> {
+    let tag = req.content.tag_name();
+    node.mappings
+        .route(tag.namespace().unwrap_or(""), tag.name())
+        .map(|m| m.name.clone())
+}
+
+/// Checks the parameters of a routed request (InvalidContent on failure); unknown types pass (they get a rejection).
+fn validate(
     node: &Node,
-    doc: &roxmltree::Document<'_>,
+    doc: &Document<'_>,
     version: Version,
     req: &SendRequest<'_, '_>,
-) -> Reply {
+) -> Result<(), Fault> {
     let tag = req.content.tag_name();
-    let answer = match node
+    let Some(mapping) = node
         .mappings
         .route(tag.namespace().unwrap_or(""), tag.name())
-    {
-        None => {
-            tracing::info!(message_id = %req.message_id, "no mapping for {{{}}}{}", tag.namespace().unwrap_or(""), tag.name());
+    else {
+        return Ok(());
+    };
+    mapping
+        .extract(doc, req.content)
+        .map(|_| ())
+        .map_err(|errors| invalid_content(version, errors))
+}
+
+fn invalid_content(version: Version, errors: Vec<crate::mapping::ParamError>) -> Fault {
+    let errors = errors
+        .into_iter()
+        .map(|e| (e.message, Some(e.position)))
+        .collect();
+    Fault::client(
+        version,
+        SmevFault::InvalidContent { errors },
+        "the request content is invalid",
+    )
+}
+
+/// Routes the request and runs its mapping: the answer, and the mapping's name.
+fn decide(
+    node: &Node,
+    doc: &Document<'_>,
+    version: Version,
+    req: &SendRequest<'_, '_>,
+) -> Result<(Answer, Option<String>), Fault> {
+    let tag = req.content.tag_name();
+    let Some(mapping) = node
+        .mappings
+        .route(tag.namespace().unwrap_or(""), tag.name())
+    else {
+        tracing::info!(message_id = %req.message_id, "no mapping for {{{}}}{}", tag.namespace().unwrap_or(""), tag.name());
+        let description = format!(
+            "this node has no mapping for requests of type {{{}}}{}",
+            tag.namespace().unwrap_or(""),
+            tag.name()
+        );
+        return Ok((
             Answer::Rejected {
                 code: RejectionCode::UnknownRequestDescription,
-                description: format!(
-                    "this node has no mapping for requests of type {{{}}}{}",
-                    tag.namespace().unwrap_or(""),
-                    tag.name()
-                ),
+                description,
+            },
+            None,
+        ));
+    };
+    let params = mapping.extract(doc, req.content).map_err(|errors| {
+        tracing::info!(message_id = %req.message_id, mapping = %mapping.name, "request content is invalid");
+        invalid_content(version, errors)
+    })?;
+    let answer = match mapping.execute(&node.datasources, &params) {
+        Outcome::Answer(xml) => Answer::Primary(xml),
+        Outcome::NoData => Answer::Rejected {
+            code: RejectionCode::NoData,
+            description: "no data found for the request".into(),
+        },
+        Outcome::Failed(reason) => {
+            tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
+            Answer::Rejected {
+                code: RejectionCode::Failure,
+                description: "the provider failed to process the request; its administrators have the details".into(),
             }
         }
-        Some(mapping) => match mapping.extract(doc, req.content) {
-            Err(errors) => {
-                tracing::info!(message_id = %req.message_id, mapping = %mapping.name, "request content is invalid");
-                let errors = errors
-                    .into_iter()
-                    .map(|e| (e.message, Some(e.position)))
-                    .collect();
-                return Fault::client(
-                    version,
-                    SmevFault::InvalidContent { errors },
-                    "the request content is invalid",
-                )
-                .into();
-            }
-            Ok(params) => match mapping.execute(&node.datasources, &params) {
-                Outcome::Answer(xml) => Answer::Primary(xml),
-                Outcome::NoData => Answer::Rejected {
-                    code: RejectionCode::NoData,
-                    description: "no data found for the request".into(),
-                },
-                Outcome::Failed(reason) => {
-                    tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
-                    Answer::Rejected {
-                        code: RejectionCode::Failure,
-                        description: "the provider failed to process the request; its administrators have the details".into(),
-                    }
-                }
-            },
-        },
     };
+    Ok((answer, Some(mapping.name.clone())))
+}
+
+/// The SendResponseRequest document answering `to`, ready to store.
+fn response_document(
+    node: &Node,
+    version: Version,
+    to: &str,
+    answer: &Answer,
+    status: Status,
+) -> StoredAnswer {
     let message_id = node.new_message_id();
     let header = ResponseHeader {
         version,
         message_id: &message_id,
-        to: req.message_id.as_str(),
+        to,
     };
     let mut body = Vec::with_capacity(1024);
-    write_send_response(&mut body, &header, &answer);
-    Reply { status: 200, body }
+    write_send_response(&mut body, &header, answer);
+    StoredAnswer {
+        response_message_id: message_id.to_string(),
+        response: body,
+        rejected: matches!(answer, Answer::Rejected { .. }),
+        status,
+        detail: "answer ready",
+    }
+}
+
+/// Processes a stored request (async mode, also after a restart): the answer to store as RESPONSE_READY.
+pub fn process_stored(node: &Node, body: &[u8]) -> StoredAnswer {
+    let failure = |version: Version, to: &str, why: String| {
+        tracing::error!("a stored request cannot be processed: {why}");
+        let answer = Answer::Rejected {
+            code: RejectionCode::Failure,
+            description:
+                "the provider failed to process the request; its administrators have the details"
+                    .into(),
+        };
+        response_document(node, version, to, &answer, Status::ResponseReady)
+    };
+    let Ok(text) = xml::utf8_text(body) else {
+        return failure(Version::NEWEST, "", "not UTF-8".into());
+    };
+    let doc = match xml::parse(text, &node.config.limits.xml) {
+        Ok(d) => d,
+        Err(e) => return failure(Version::NEWEST, "", e.to_string()),
+    };
+    let env = match envelope::parse(&doc) {
+        Ok(env) => env,
+        Err(e) => return failure(Version::NEWEST, "", e.to_string()),
+    };
+    let Operation::SendRequest(req) = env.operation else {
+        return failure(
+            env.version,
+            "",
+            "the stored message is not a SendRequest".into(),
+        );
+    };
+    match decide(node, &doc, env.version, &req) {
+        Ok((answer, _)) => response_document(
+            node,
+            env.version,
+            req.message_id.as_str(),
+            &answer,
+            Status::ResponseReady,
+        ),
+        // Validated before it was acknowledged; a mapping change since then can still make it invalid.
+        Err(fault) => failure(
+            env.version,
+            req.message_id.as_str(),
+            format!("the request became invalid: {}", fault.message),
+        ),
+    }
+}
+
+fn get_status(node: &Node, version: Version, message_id: Option<&str>) -> Reply {
+    let Some(message_id) = message_id else {
+        let mut body = Vec::new();
+        reply::write_get_status_response(
+            &mut body,
+            version,
+            "",
+            "doesNotExist",
+            "no message reference given",
+        );
+        return Reply::ok(body);
+    };
+    match node.store.status_of(message_id) {
+        Ok(found) => {
+            let (category, details) = match found {
+                Some((status, at)) => (
+                    status.interaction_status(),
+                    format!("{status} since {}", storage::rfc3339(at)),
+                ),
+                None => (
+                    "doesNotExist",
+                    "this node holds no message with this MessageID".to_string(),
+                ),
+            };
+            let mut body = Vec::with_capacity(512);
+            reply::write_get_status_response(&mut body, version, message_id, category, &details);
+            Reply::ok(body)
+        }
+        Err(e) => store_fault(version, &e),
+    }
+}
+
+/// A store failure: the gateway should retry later.
+pub fn store_fault(version: Version, e: &storage::StoreError) -> Reply {
+    tracing::error!("{e}");
+    Fault::server(
+        version,
+        SmevFault::SmevFailure,
+        "the node could not store the message; retry later",
+    )
+    .with_status(503)
+    .into()
 }
 
 /// The fault for a document refused before SOAP processing.

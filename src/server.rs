@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::node::Node;
 use crate::provider::{self, Reply};
+
 use crate::soap::{Fault, SmevFault, Version};
 
 /// The WSDL document served at `GET /ws?wsdl`.
@@ -38,6 +39,7 @@ struct Shared {
     /// Bounds CPU-bound work handed to the blocking pool to about the core count, so a burst queues
     /// here instead of spawning hundreds of threads that fight over two cores.
     cpu: Arc<Semaphore>,
+    delivery: crate::delivery::Delivery,
     wsdl: HashMap<String, Bytes>,
 }
 
@@ -51,9 +53,13 @@ pub async fn serve(
     let wsdl = load_wsdl(&node)?;
     let limits = node.config.limits.clone();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cpu = Arc::new(Semaphore::new(cores * 2));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let delivery = crate::delivery::spawn(node.clone(), cpu.clone(), stopped);
     let shared = Arc::new(Shared {
         limiter: Arc::new(Semaphore::new(limits.max_concurrent)),
-        cpu: Arc::new(Semaphore::new(cores * 2)),
+        cpu,
+        delivery,
         node,
         wsdl,
     });
@@ -89,6 +95,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    let _ = stop.send(true);
     tracing::info!(
         "shutting down: no new connections; waiting up to {:?} for requests in flight",
         limits.shutdown_grace
@@ -334,6 +341,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
     let node = shared.node.clone();
     let cpu = shared.cpu.clone();
+    let delivery = shared.delivery.clone();
     let max_body = limits.max_body_bytes;
     let work = async move {
         let body = match Limited::new(req.into_body(), max_body).collect().await {
@@ -352,24 +360,8 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 );
             }
         };
-        let Ok(_cpu) = cpu.acquire_owned().await else {
-            return fault_response(Fault::server(
-                Version::NEWEST,
-                SmevFault::SmevFailure,
-                "the node is shutting down",
-            ));
-        };
-        match tokio::task::spawn_blocking(move || provider::handle(&node, &body)).await {
-            Ok(reply) => xml_response(reply.status, reply.body),
-            Err(e) => {
-                tracing::error!("request processing panicked: {e}");
-                fault_response(Fault::server(
-                    Version::NEWEST,
-                    SmevFault::SmevFailure,
-                    "internal error while processing the request",
-                ))
-            }
-        }
+        let reply = crate::exchange::handle(&node, &delivery, &cpu, body).await;
+        xml_response(reply.status, reply.body)
     };
     match tokio::time::timeout(limits.request_timeout, work).await {
         Ok(r) => r,

@@ -571,22 +571,3 @@ async fn health_and_readiness_report_storage_and_datasources() {
         405
     );
 }
-
-#[tokio::test]
-async fn operations_without_a_store_yet_get_a_clear_server_fault() {
-    let node = TestNode::start().await;
-    let body = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetStatusRequest xmlns:ns="{TYPES_13}" xmlns:b="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3"><b:MessageReference>{}</b:MessageReference></ns:GetStatusRequest></soap:Body></soap:Envelope>"#,
-        new_message_id()
-    );
-    let answer = post_soap(node.addr, body).await;
-    assert_eq!(answer.status, 500);
-    assert_eq!(faultcode(&answer.doc()), "soap:Server");
-    assert!(
-        answer
-            .body
-            .contains("GetStatus is understood but not served"),
-        "{}",
-        answer.body
-    );
-}

@@ -508,12 +508,14 @@ impl<'a, 'i> Cx<'a, 'i> {
     fn get_response(&self, op: Node<'a, 'i>) -> Result<GetResponse<'a, 'i>> {
         const OP: &str = "GetResponseRequest";
         const SEL: &str = "MessageTypeSelector";
-        let selector = self
-            .types_child(op, OP, SEL)?
-            .ok_or(EnvelopeError::Missing {
-                parent: OP,
-                element: SEL,
-            })?;
+        // basic:MessageTypeSelector in the node's WSDL; a types-namespace one is accepted too.
+        let selector = Self::optional(op, OP, SEL, |n| {
+            Self::is_basic(n, SEL) || self.is_types(n, SEL)
+        })?
+        .ok_or(EnvelopeError::Missing {
+            parent: OP,
+            element: SEL,
+        })?;
         let basic_text = |name: &'static str| -> Result<Option<&'a str>> {
             Ok(Self::optional(selector, SEL, name, |n| {
                 Self::is_basic(n, name) || self.is_types(n, name)

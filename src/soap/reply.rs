@@ -95,6 +95,142 @@ fn write_envelope(
     Ok(())
 }
 
+/// A participant in MessageMetadata.
+pub struct Participant<'a> {
+    pub mnemonic: &'a str,
+    pub name: &'a str,
+}
+
+/// The node's record of a message it accepted (`MessageMetadata`), as returned in `SendRequestResponse`.
+pub struct Metadata<'a> {
+    pub message_id: &'a str,
+    /// `REQUEST` or `RESPONSE`.
+    pub message_type: &'a str,
+    pub sender: Participant<'a>,
+    pub recipient: Participant<'a>,
+    pub sending_timestamp: &'a str,
+    pub delivery_timestamp: &'a str,
+    /// An InteractionStatusType value.
+    pub status: &'a str,
+}
+
+/// The `Id` of the metadata element the node signs.
+pub const METADATA_ID: &str = "SIGNED_BY_NODE";
+
+fn start_envelope<W: std::io::Write>(
+    w: &mut Writer<W>,
+    version: Version,
+    op: &str,
+) -> std::io::Result<()> {
+    w.write_event(Event::Start(
+        BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)]),
+    ))?;
+    w.write_event(Event::Start(BytesStart::new("soap:Body")))?;
+    let op = BytesStart::new(op).with_attributes([
+        ("xmlns:ns", version.types_ns()),
+        ("xmlns:basic", version.basic_ns()),
+    ]);
+    w.write_event(Event::Start(op))
+}
+
+fn end_envelope<W: std::io::Write>(w: &mut Writer<W>, op: &str) -> std::io::Result<()> {
+    w.write_event(Event::End(BytesEnd::new(op)))?;
+    w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
+    w.write_event(Event::End(BytesEnd::new("soap:Envelope")))
+}
+
+fn write_participant<W: std::io::Write>(
+    w: &mut Writer<W>,
+    name: &str,
+    p: &Participant<'_>,
+) -> std::io::Result<()> {
+    w.write_event(Event::Start(BytesStart::new(name)))?;
+    text_element(w, "ns:Mnemonic", p.mnemonic)?;
+    text_element(w, "ns:HumanReadableName", p.name)?;
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+fn write_metadata<W: std::io::Write>(w: &mut Writer<W>, m: &Metadata<'_>) -> std::io::Result<()> {
+    let start = BytesStart::new("ns:MessageMetadata").with_attributes([("Id", METADATA_ID)]);
+    w.write_event(Event::Start(start))?;
+    text_element(w, "ns:MessageId", m.message_id)?;
+    text_element(w, "ns:MessageType", m.message_type)?;
+    write_participant(w, "ns:Sender", &m.sender)?;
+    text_element(w, "ns:SendingTimestamp", m.sending_timestamp)?;
+    write_participant(w, "ns:Recipient", &m.recipient)?;
+    text_element(w, "ns:DeliveryTimestamp", m.delivery_timestamp)?;
+    text_element(w, "ns:Status", m.status)?;
+    w.write_event(Event::End(BytesEnd::new("ns:MessageMetadata")))
+}
+
+/// `SendRequestResponse`: the acknowledgement that a request is stored.
+pub fn write_send_request_response(out: &mut Vec<u8>, version: Version, metadata: &Metadata<'_>) {
+    let mut w = Writer::new(out);
+    let _ = start_envelope(&mut w, version, "ns:SendRequestResponse")
+        .and_then(|()| write_metadata(&mut w, metadata))
+        .and_then(|()| end_envelope(&mut w, "ns:SendRequestResponse"));
+}
+
+/// `GetStatusResponse` for one message; `category` is an InteractionStatusType value.
+pub fn write_get_status_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    original: &str,
+    category: &str,
+    details: &str,
+) {
+    let mut w = Writer::new(out);
+    let _ = (|| -> std::io::Result<()> {
+        start_envelope(&mut w, version, "ns:GetStatusResponse")?;
+        w.write_event(Event::Start(BytesStart::new(
+            "ns:SmevAsyncProcessingMessage",
+        )))?;
+        let data =
+            BytesStart::new("ns:AsyncProcessingStatusData").with_attributes([("Id", "STATUS")]);
+        w.write_event(Event::Start(data))?;
+        w.write_event(Event::Start(BytesStart::new("ns:AsyncProcessingStatus")))?;
+        text_element(&mut w, "ns:OriginalMessageId", original)?;
+        text_element(&mut w, "ns:StatusCategory", category)?;
+        text_element(&mut w, "ns:StatusDetails", details)?;
+        w.write_event(Event::End(BytesEnd::new("ns:AsyncProcessingStatus")))?;
+        w.write_event(Event::End(BytesEnd::new("ns:AsyncProcessingStatusData")))?;
+        w.write_event(Event::End(BytesEnd::new("ns:SmevAsyncProcessingMessage")))?;
+        end_envelope(&mut w, "ns:GetStatusResponse")
+    })();
+}
+
+/// `GetResponseResponse`; `response_data` is a stored `SenderProvidedResponseData` element, copied verbatim
+/// (it was written with the same `ns`/`basic` prefixes, which this envelope declares). `None`: nothing ready.
+pub fn write_get_response_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    ready: Option<(&str, &[u8], &Metadata<'_>)>,
+) {
+    let mut w = Writer::new(out);
+    let _ = (|| -> std::io::Result<()> {
+        start_envelope(&mut w, version, "ns:GetResponseResponse")?;
+        if let Some((original, response_data, metadata)) = ready {
+            w.write_event(Event::Start(BytesStart::new("ns:ResponseMessage")))?;
+            w.write_event(Event::Start(
+                BytesStart::new("ns:Response").with_attributes([("Id", "RESPONSE")]),
+            ))?;
+            text_element(&mut w, "ns:OriginalMessageId", original)?;
+            w.get_mut().extend_from_slice(response_data);
+            write_metadata(&mut w, metadata)?;
+            w.write_event(Event::End(BytesEnd::new("ns:Response")))?;
+            w.write_event(Event::End(BytesEnd::new("ns:ResponseMessage")))?;
+        }
+        end_envelope(&mut w, "ns:GetResponseResponse")
+    })();
+}
+
+/// `AckResponse` (empty).
+pub fn write_ack_response(out: &mut Vec<u8>, version: Version) {
+    let mut w = Writer::new(out);
+    let _ = start_envelope(&mut w, version, "ns:AckResponse")
+        .and_then(|()| end_envelope(&mut w, "ns:AckResponse"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

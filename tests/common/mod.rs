@@ -2,6 +2,8 @@
 //! Tests use the repository's mappings, samples and WSDL, so they exercise what ships.
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,15 +27,21 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A config for a test node: repository mappings/samples/WSDL, everything else in `dir`.
-/// `limits` is inserted into the [limits] table.
+/// A config for a test node answering synchronously: repository mappings/samples/WSDL, everything else in
+/// `dir`. `limits` is inserted into the [limits] table.
 pub fn config_text(dir: &Path, limits: &str) -> String {
+    config_text_with(dir, "reply = \"sync\"", limits, "")
+}
+
+/// Like [`config_text`], with lines for [node] and [limits] and extra tables appended.
+pub fn config_text_with(dir: &Path, node: &str, limits: &str, extra: &str) -> String {
     let repo = repo();
     let r = repo.display();
     let d = dir.display();
     format!(
         r#"[node]
 mnemonic = "TEST_NODE"
+{node}
 
 [server]
 listen = "127.0.0.1:0"
@@ -53,6 +61,8 @@ dir = "{r}/mappings"
 kind = "sqlite"
 path = "{d}/agency.db"
 create_from_samples = "{r}/samples"
+
+{extra}
 "#
     )
 }
@@ -71,8 +81,23 @@ impl TestNode {
     }
 
     pub async fn start_with_limits(limits: &str) -> TestNode {
+        Self::start_with("reply = \"sync\"", limits, "").await
+    }
+
+    /// A node with its own [node] lines, [limits] lines and extra tables.
+    pub async fn start_with(node: &str, limits: &str, extra: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = config_text(dir.path(), limits);
+        Self::start_in(dir, node, limits, extra).await
+    }
+
+    /// A node whose data directory is `dir` (reuse one to restart a node on the same store).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        node: &str,
+        limits: &str,
+        extra: &str,
+    ) -> TestNode {
+        let text = config_text_with(dir.path(), node, limits, extra);
         let path = dir.path().join("adapter.toml");
         std::fs::write(&path, &text).expect("write config");
         let config = Config::parse(&path, &text, &|_| None)

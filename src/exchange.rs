@@ -1,0 +1,158 @@
+//! One SOAP call end to end: the blocking decision (`provider`), then the durable write and the reply.
+//! An acknowledgement is sent only after the message is committed; it must not parse HTTP or run SQL itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::delivery::Delivery;
+use crate::node::Node;
+use crate::provider::{self, Reply, Step};
+use crate::soap::reply::{self, Metadata, Participant};
+use crate::soap::{Fault, SmevFault, Version};
+use crate::storage::{self, Inserted};
+
+/// Handles one POSTed SOAP body. `cpu` bounds the blocking work running at once.
+pub async fn handle(
+    node: &Arc<Node>,
+    delivery: &Delivery,
+    cpu: &Arc<Semaphore>,
+    body: Bytes,
+) -> Reply {
+    let step = {
+        let Ok(_permit) = cpu.clone().acquire_owned().await else {
+            return Fault::server(
+                Version::NEWEST,
+                SmevFault::SmevFailure,
+                "the node is shutting down",
+            )
+            .into();
+        };
+        let node = node.clone();
+        match tokio::task::spawn_blocking(move || provider::receive(&node, &body)).await {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::error!("request processing panicked: {e}");
+                return Fault::server(
+                    Version::NEWEST,
+                    SmevFault::SmevFailure,
+                    "internal error while processing the request",
+                )
+                .into();
+            }
+        }
+    };
+    match step {
+        Step::Reply(reply) => reply,
+        Step::Store {
+            record,
+            reply,
+            process,
+            mode,
+        } => {
+            let version = Version::ALL
+                .into_iter()
+                .find(|v| v.as_str() == record.version)
+                .unwrap_or(Version::NEWEST);
+            let request = process.then(|| record.request.clone());
+            match node.store.insert_incoming(*record).await {
+                Ok(Inserted::New(id)) => {
+                    if let Some(request) = request {
+                        delivery.enqueue(id, request);
+                    }
+                    Reply {
+                        status: 200,
+                        body: reply,
+                    }
+                }
+                Ok(Inserted::Duplicate(existing)) => {
+                    provider::repeat_reply(&existing, mode, version)
+                }
+                Err(e) => provider::store_fault(version, &e),
+            }
+        }
+        Step::Lease { version } => lease(node, version).await,
+        Step::Ack {
+            version,
+            response_message_id,
+            accepted,
+        } => match node.store.acknowledge(response_message_id, accepted).await {
+            Ok(true) => {
+                let mut body = Vec::with_capacity(256);
+                reply::write_ack_response(&mut body, version);
+                Reply { status: 200, body }
+            }
+            Ok(false) => Fault::client(
+                version,
+                SmevFault::TargetMessageIsNotFound,
+                "no response with this MessageID is waiting for an Ack",
+            )
+            .into(),
+            Err(e) => provider::store_fault(version, &e),
+        },
+    }
+}
+
+/// GetResponse: the oldest ready response, leased for `delivery.pull_visibility`.
+async fn lease(node: &Arc<Node>, version: Version) -> Reply {
+    let leased = match node
+        .store
+        .lease_next_response(node.config.delivery.pull_visibility)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return provider::store_fault(version, &e),
+    };
+    let mut body = Vec::with_capacity(2048);
+    let Some(leased) = leased else {
+        reply::write_get_response_response(&mut body, version, None);
+        return Reply { status: 200, body };
+    };
+    let Some((data, response_id)) = response_data(&leased.response) else {
+        tracing::error!(message_id = %leased.original_message_id, "a stored response is unreadable");
+        return Fault::server(
+            version,
+            SmevFault::SmevFailure,
+            "a stored response is unreadable",
+        )
+        .into();
+    };
+    let now = storage::rfc3339(storage::now_millis());
+    let metadata = Metadata {
+        message_id: &response_id,
+        message_type: "RESPONSE",
+        sender: Participant {
+            mnemonic: &node.config.node.mnemonic,
+            name: &node.config.node.name,
+        },
+        recipient: Participant {
+            mnemonic: provider::UNVERIFIED_SENDER,
+            name: "the requesting system",
+        },
+        sending_timestamp: &now,
+        delivery_timestamp: &now,
+        status: "responseIsQueued",
+    };
+    reply::write_get_response_response(
+        &mut body,
+        version,
+        Some((&leased.original_message_id, &data, &metadata)),
+    );
+    Reply { status: 200, body }
+}
+
+/// The stored SenderProvidedResponseData element's bytes and its MessageID.
+fn response_data(stored: &[u8]) -> Option<(Vec<u8>, String)> {
+    let text = std::str::from_utf8(stored).ok()?;
+    let doc = roxmltree::Document::parse(text).ok()?;
+    let data = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "SenderProvidedResponseData")?;
+    let id = data
+        .children()
+        .find(|n| n.tag_name().name() == "MessageID")?
+        .text()?
+        .to_string();
+    Some((text[data.range()].as_bytes().to_vec(), id))
+}
