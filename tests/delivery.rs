@@ -433,3 +433,46 @@ async fn requests_stored_but_not_answered_before_a_stop_are_processed_after_rest
         wait_status(&node, &id, Status::Delivered, 10).await;
     }
 }
+
+fn queue_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smev-adapter"))
+        .arg("--config")
+        .arg(node.dir.path().join("adapter.toml"))
+        .arg("queue")
+        .args(args)
+        .output()
+        .expect("run queue");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_cli_lists_shows_retries_and_purges_on_a_live_node() {
+    let mut gw = FakeGateway::start().await;
+    gw.down();
+    let node = TestNode::start_with("reply = \"async\"", "", &async_extra(&gw.url(), "max_attempts = 1")).await;
+    let id = new_message_id();
+    assert_eq!(post_soap(node.addr, registration_request("1.3", &id, "4510", "123456")).await.status, 200);
+    wait_status(&node, &id, Status::Failed, 10).await;
+
+    let (ok, list) = queue_cli(&node, &["list", "--status", "failed"]);
+    assert!(ok && list.contains(&id) && list.contains("FAILED"), "{list}");
+    let (ok, list) = queue_cli(&node, &["list", "--status", "delivered"]);
+    assert!(ok && !list.contains(&id), "{list}");
+    let (ok, show) = queue_cli(&node, &["show", &id]);
+    assert!(ok, "{show}");
+    for needle in ["RECEIVED", "PROCESSING", "RESPONSE_READY", "FAILED", "delivery attempts: 1", "cannot reach the gateway"] {
+        assert!(show.contains(needle), "`queue show` mentions {needle}:\n{show}");
+    }
+
+    gw.up().await;
+    let (ok, retried) = queue_cli(&node, &["retry", "--failed"]);
+    assert!(ok && retried.contains("1 message put back"), "{retried}");
+    wait_status(&node, &id, Status::Delivered, 10).await;
+
+    let (ok, purged) = queue_cli(&node, &["purge", "--older-than", "0s"]);
+    assert!(ok && purged.contains("1 finished message"), "{purged}");
+    assert!(node.node.store.show(&id).expect("read").is_none());
+    let (ok, bad) = queue_cli(&node, &["list", "--status", "nonsense"]);
+    assert!(!ok && bad.contains("unknown status `nonsense`"), "{bad}");
+}
