@@ -78,7 +78,11 @@ pub enum QueueCommand {
     },
     /// Put FAILED messages back in line for delivery: one by row id or MessageID, or all with --failed.
     Retry {
-        #[arg(value_name = "ID", required_unless_present = "failed", conflicts_with = "failed")]
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "failed",
+            conflicts_with = "failed"
+        )]
         id: Option<String>,
         /// Retry every FAILED message.
         #[arg(long)]
@@ -156,9 +160,16 @@ fn open_store(explicit: Option<&Path>) -> Result<crate::storage::Store> {
             anyhow::bail!("the configuration is invalid; `smev-adapter check` lists the problems");
         }
     };
-    let options = crate::storage::StoreOptions { durability: config.storage.durability, ..Default::default() };
+    let options = crate::storage::StoreOptions {
+        durability: config.storage.durability,
+        ..Default::default()
+    };
     let path = config.data_dir.join(crate::storage::STORE_FILE);
-    anyhow::ensure!(path.exists(), "no store at {} (has the node run with this config?)", path.display());
+    anyhow::ensure!(
+        path.exists(),
+        "no store at {} (has the node run with this config?)",
+        path.display()
+    );
     crate::storage::Store::open(&config.data_dir, &options).map_err(anyhow::Error::from)
 }
 
@@ -166,15 +177,28 @@ fn queue(explicit: Option<&Path>, cmd: QueueCommand) -> Result<ExitCode> {
     use crate::storage::{Status, now_millis, rfc3339};
     let store = open_store(explicit)?;
     match cmd {
-        QueueCommand::List { status, overdue, limit } => {
+        QueueCommand::List {
+            status,
+            overdue,
+            limit,
+        } => {
             let status = match status {
-                Some(s) => Some(Status::parse(&s).with_context(|| format!("unknown status `{s}`"))?),
+                Some(s) => {
+                    Some(Status::parse(&s).with_context(|| format!("unknown status `{s}`"))?)
+                }
                 None => None,
             };
             let now = now_millis();
-            println!("{:>6}  {:<36}  {:<17}  {:<14}  {:>3}  {:<24}  NOTE", "ID", "MESSAGE ID", "STATUS", "MAPPING", "TRY", "UPDATED");
+            println!(
+                "{:>6}  {:<36}  {:<17}  {:<14}  {:>3}  {:<24}  NOTE",
+                "ID", "MESSAGE ID", "STATUS", "MAPPING", "TRY", "UPDATED"
+            );
             for m in store.list(status, overdue, limit)? {
-                let note = if m.overdue(now) { "OVERDUE".to_string() } else { m.last_error.clone().unwrap_or_default() };
+                let note = if m.overdue(now) {
+                    "OVERDUE".to_string()
+                } else {
+                    m.last_error.clone().unwrap_or_default()
+                };
                 println!(
                     "{:>6}  {:<36}  {:<17}  {:<14}  {:>3}  {:<24}  {}",
                     m.id,
@@ -193,33 +217,64 @@ fn queue(explicit: Option<&Path>, cmd: QueueCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let m = &d.summary;
-            println!("message {} ({}), {} from {}", m.message_id, m.direction, m.status, m.sender);
+            println!(
+                "message {} ({}), {} from {}",
+                m.message_id, m.direction, m.status, m.sender
+            );
             println!("  row id        {}", m.id);
             println!("  mapping       {}", m.mapping.as_deref().unwrap_or("-"));
             println!("  created       {}", rfc3339(m.created_at));
             if let Some(deadline) = m.deadline_at {
-                println!("  deadline      {}{}", rfc3339(deadline), if m.overdue(now_millis()) { "  OVERDUE" } else { "" });
+                println!(
+                    "  deadline      {}{}",
+                    rfc3339(deadline),
+                    if m.overdue(now_millis()) {
+                        "  OVERDUE"
+                    } else {
+                        ""
+                    }
+                );
             }
-            println!("  response id   {}", d.response_message_id.as_deref().unwrap_or("-"));
+            println!(
+                "  response id   {}",
+                d.response_message_id.as_deref().unwrap_or("-")
+            );
             println!("history:");
             for (at, status, detail) in &d.history {
-                println!("  {}  {:<17}  {}", rfc3339(*at), status, detail.as_deref().unwrap_or(""));
+                println!(
+                    "  {}  {:<17}  {}",
+                    rfc3339(*at),
+                    status,
+                    detail.as_deref().unwrap_or("")
+                );
             }
             println!("delivery attempts: {}", d.attempts.len());
             for (at, ok, http, error) in &d.attempts {
                 let http = http.map_or("-".to_string(), |h| h.to_string());
-                println!("  {}  {}  HTTP {}  {}", rfc3339(*at), if *ok { "ok    " } else { "failed" }, http, error.as_deref().unwrap_or(""));
+                println!(
+                    "  {}  {}  HTTP {}  {}",
+                    rfc3339(*at),
+                    if *ok { "ok    " } else { "failed" },
+                    http,
+                    error.as_deref().unwrap_or("")
+                );
             }
         }
         QueueCommand::Retry { id, failed } => {
             let n = store.retry_blocking(if failed { None } else { id })?;
-            println!("{n} message{} put back in line for delivery", if n == 1 { "" } else { "s" });
+            println!(
+                "{n} message{} put back in line for delivery",
+                if n == 1 { "" } else { "s" }
+            );
         }
         QueueCommand::Purge { older_than } => {
             let age = crate::config::parse_duration(&older_than)
                 .with_context(|| format!("`{older_than}` is not an age like 30d or 12h"))?;
             let n = store.purge_blocking(now_millis() - age.as_millis() as i64)?;
-            println!("{n} finished message{} older than {older_than} deleted", if n == 1 { "" } else { "s" });
+            println!(
+                "{n} finished message{} older than {older_than} deleted",
+                if n == 1 { "" } else { "s" }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

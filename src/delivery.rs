@@ -2,7 +2,7 @@
 //! with retries, backoff and a budget. It must not answer HTTP requests or decide mapping outcomes.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -120,7 +120,10 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
     };
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    // Ids being delivered. Finished ones are removed only at the start of an iteration, before the store
+    // is read again: a read that began before a delivery was recorded must not send it a second time.
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let slots = Arc::new(Semaphore::new(node.config.delivery.concurrency));
     let poll = node.config.delivery.poll_interval;
     loop {
@@ -128,6 +131,9 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
             () = wake.notified() => {}
             () = tokio::time::sleep(poll) => {}
             _ = stop.changed() => break,
+        }
+        while let Ok(id) = done_rx.try_recv() {
+            in_flight.remove(&id);
         }
         let store_node = node.clone();
         let due = tokio::task::spawn_blocking(move || {
@@ -143,30 +149,24 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
             Err(_) => continue,
         };
         for item in due {
-            let fresh = in_flight
-                .lock()
-                .map(|mut f| f.insert(item.id))
-                .unwrap_or(false);
-            if !fresh {
+            if !in_flight.insert(item.id) {
                 continue;
             }
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
-            let (node, client, url, in_flight, wake) = (
+            let (node, client, url, done, wake) = (
                 node.clone(),
                 client.clone(),
                 url.clone(),
-                in_flight.clone(),
+                done_tx.clone(),
                 wake.clone(),
             );
             tokio::spawn(async move {
                 let _permit = permit;
                 let id = item.id;
                 deliver(&node, &client, &url, item).await;
-                if let Ok(mut f) = in_flight.lock() {
-                    f.remove(&id);
-                }
+                let _ = done.send(id);
                 wake.notify_one();
             });
         }

@@ -442,7 +442,11 @@ fn queue_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run queue");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -450,19 +454,45 @@ fn queue_cli(node: &TestNode, args: &[&str]) -> (bool, String) {
 async fn the_queue_cli_lists_shows_retries_and_purges_on_a_live_node() {
     let mut gw = FakeGateway::start().await;
     gw.down();
-    let node = TestNode::start_with("reply = \"async\"", "", &async_extra(&gw.url(), "max_attempts = 1")).await;
+    let node = TestNode::start_with(
+        "reply = \"async\"",
+        "",
+        &async_extra(&gw.url(), "max_attempts = 1"),
+    )
+    .await;
     let id = new_message_id();
-    assert_eq!(post_soap(node.addr, registration_request("1.3", &id, "4510", "123456")).await.status, 200);
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", &id, "4510", "123456")
+        )
+        .await
+        .status,
+        200
+    );
     wait_status(&node, &id, Status::Failed, 10).await;
 
     let (ok, list) = queue_cli(&node, &["list", "--status", "failed"]);
-    assert!(ok && list.contains(&id) && list.contains("FAILED"), "{list}");
+    assert!(
+        ok && list.contains(&id) && list.contains("FAILED"),
+        "{list}"
+    );
     let (ok, list) = queue_cli(&node, &["list", "--status", "delivered"]);
     assert!(ok && !list.contains(&id), "{list}");
     let (ok, show) = queue_cli(&node, &["show", &id]);
     assert!(ok, "{show}");
-    for needle in ["RECEIVED", "PROCESSING", "RESPONSE_READY", "FAILED", "delivery attempts: 1", "cannot reach the gateway"] {
-        assert!(show.contains(needle), "`queue show` mentions {needle}:\n{show}");
+    for needle in [
+        "RECEIVED",
+        "PROCESSING",
+        "RESPONSE_READY",
+        "FAILED",
+        "delivery attempts: 1",
+        "cannot reach the gateway",
+    ] {
+        assert!(
+            show.contains(needle),
+            "`queue show` mentions {needle}:\n{show}"
+        );
     }
 
     gw.up().await;
