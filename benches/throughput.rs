@@ -1,4 +1,5 @@
-//! Measures requests/s, latency percentiles and CPU per request of the node's SendRequest path, next to a trivial hyper handler in the same run.
+//! Measures requests/s, latency percentiles and CPU per request of the node's SendRequest path (sync: each answer is
+//! stored durably before it is sent), next to a trivial hyper handler, and the store's durability/group-commit matrix.
 //! It reports numbers only: it must not assert on timings (no pass/fail thresholds), and it exits non-zero only when replies are wrong.
 
 use std::convert::Infallible;
@@ -51,7 +52,7 @@ impl Settings {
             connections: env_number("BENCH_CONNECTIONS", 64)?.max(1),
             warmup: Duration::from_secs(env_number("BENCH_WARMUP", 2)?),
             measure: Duration::from_secs(env_number("BENCH_SECONDS", 5)?.max(1)),
-            bodies: env_number("BENCH_BODIES", 60_000)?.max(1),
+            bodies: env_number("BENCH_BODIES", 120_000)?.max(1),
         })
     }
 }
@@ -132,36 +133,58 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts both servers, runs trivial → node → trivial, prints the table; returns the error count.
+/// The node variants measured: the default (FULL, group commit) first, then the storage matrix.
+const NODE_VARIANTS: [(&str, &str, bool); 4] = [
+    ("node sync, FULL + group commit", "full", true),
+    ("node sync, FULL, no group commit", "full", false),
+    ("node sync, OFF + group commit", "off", true),
+    ("node sync, OFF, no group commit", "off", false),
+];
+
+/// Runs trivial → each node variant (fresh store each) → trivial, prints the tables; returns the error count.
 fn run() -> Result<u64, BoxError> {
     let settings = Settings::from_env()?;
-    let data_dir = tempfile::tempdir()?;
-    let config = node_config(&data_dir.path().to_string_lossy())?;
-    let node = Arc::new(smev_adapter::node::Node::start(config)?);
-    let hwm_node = proc_status("VmHWM:");
-    let passports = load_passports(&node)?;
-    let bodies = Arc::new(build_bodies(&passports, settings.bodies)?);
-
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-server")
         .enable_all()
         .build()?;
-    let (stop_node, node_stopped) = oneshot::channel::<()>();
-    let (trivial, node_target) = server_rt.block_on(start_servers(node.clone(), node_stopped))?;
+    let mut nodes = Vec::new();
+    for (label, synchronous, group_commit) in NODE_VARIANTS {
+        let data_dir = tempfile::tempdir()?;
+        let config = node_config(
+            &data_dir.path().to_string_lossy(),
+            synchronous,
+            group_commit,
+        )?;
+        let node = Arc::new(smev_adapter::node::Node::start(config)?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let target = server_rt.block_on(start_node(label, node.clone(), stopped))?;
+        nodes.push((target, node, stop, data_dir));
+    }
+    let hwm_node = proc_status("VmHWM:");
+    let passports = load_passports(&nodes[0].1)?;
+    let bodies = Arc::new(build_bodies(&passports, settings.bodies)?);
+    let trivial = server_rt.block_on(start_trivial())?;
 
     print_header(&settings, &bodies, passports.len());
     let hwm_setup = proc_status("VmHWM:");
     let mut results = Vec::new();
-    for target in [&trivial, &node_target, &trivial] {
-        let result = run_phase(target.clone(), &settings, bodies.clone())?;
+    let mut phases = vec![trivial.clone()];
+    phases.extend(nodes.iter().map(|n| n.0.clone()));
+    phases.push(trivial);
+    for target in phases {
+        let result = run_phase(target, &settings, bodies.clone())?;
         print_phase(&result);
         results.push(result);
     }
-    let _ = stop_node.send(());
+    for (_, _, stop, _) in nodes {
+        let _ = stop.send(());
+    }
     server_rt.shutdown_timeout(Duration::from_secs(1));
 
     print_summary(&results, &bodies);
+    print_storage_matrix(&results);
     // VmHWM is sampled from per-thread counters and can read a little low; keep the highest seen.
     let hwm_end = results
         .iter()
@@ -173,11 +196,43 @@ fn run() -> Result<u64, BoxError> {
     Ok(results.iter().map(|r| r.errors).sum())
 }
 
+/// Acknowledged (stored, then answered) requests/s for each durability setting, relative to OFF + group commit.
+fn print_storage_matrix(results: &[PhaseResult]) {
+    let rate = |label: &str| {
+        results
+            .iter()
+            .find(|r| r.label == label)
+            .map(PhaseResult::rate)
+    };
+    let Some(off_group) = rate(NODE_VARIANTS[2].0) else {
+        return;
+    };
+    println!();
+    println!("storage matrix (acknowledged requests/s; ratio to OFF + group commit):");
+    for (label, _, _) in NODE_VARIANTS {
+        if let Some(r) = rate(label) {
+            println!(
+                "  {label:<34} {:>7} req/s  {:.2}",
+                thousands(r),
+                r / off_group
+            );
+        }
+    }
+}
+
 // ---- servers ----------------------------------------------------------------------------------
 
-/// The node's config: the repo's sample file with data_dir in a temp folder and an ephemeral port.
-fn node_config(data_dir: &str) -> Result<smev_adapter::config::Config, BoxError> {
-    let text = std::fs::read_to_string(CONFIG_FILE)?;
+/// The node's config: the repo's sample file with data_dir in a temp folder, an ephemeral port and
+/// the given durability.
+fn node_config(
+    data_dir: &str,
+    synchronous: &str,
+    group_commit: bool,
+) -> Result<smev_adapter::config::Config, BoxError> {
+    let text = std::fs::read_to_string(CONFIG_FILE)?.replace(
+        "[storage]\n",
+        &format!("[storage]\nsynchronous = \"{synchronous}\"\ngroup_commit = {group_commit}\n"),
+    );
     let data_dir = data_dir.to_string();
     let env = move |name: &str| match name {
         "SMEV_ADAPTER_DATA_DIR" => Some(data_dir.clone()),
@@ -188,33 +243,39 @@ fn node_config(data_dir: &str) -> Result<smev_adapter::config::Config, BoxError>
         .map_err(|p| p.to_string().into())
 }
 
-/// Binds both servers on the calling (server) runtime and spawns their accept loops.
-async fn start_servers(
-    node: Arc<smev_adapter::node::Node>,
-    stop: oneshot::Receiver<()>,
-) -> Result<(Target, Target), BoxError> {
-    let trivial_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let node_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let trivial = Target {
+/// Binds the trivial server on the calling (server) runtime and spawns its accept loop.
+async fn start_trivial() -> Result<Target, BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let target = Target {
         label: "trivial hyper handler",
-        addr: trivial_listener.local_addr()?,
+        addr: listener.local_addr()?,
         path: "/ws".into(),
     };
-    let node_target = Target {
-        label: "node SendRequest (sync)",
-        addr: node_listener.local_addr()?,
+    tokio::spawn(serve_trivial(listener, Bytes::from(trivial_body())));
+    Ok(target)
+}
+
+/// Binds one node on the calling (server) runtime and serves it until `stop`.
+async fn start_node(
+    label: &'static str,
+    node: Arc<smev_adapter::node::Node>,
+    stop: oneshot::Receiver<()>,
+) -> Result<Target, BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let target = Target {
+        label,
+        addr: listener.local_addr()?,
         path: node.config.endpoint_path.clone(),
     };
-    tokio::spawn(serve_trivial(trivial_listener, Bytes::from(trivial_body())));
     tokio::spawn(async move {
         let shutdown = async {
             let _ = stop.await;
         };
-        if let Err(e) = smev_adapter::server::serve(node, node_listener, shutdown).await {
+        if let Err(e) = smev_adapter::server::serve(node, listener, shutdown).await {
             eprintln!("node server stopped: {e}");
         }
     });
-    Ok((trivial, node_target))
+    Ok(target)
 }
 
 /// A fixed SOAP answer of exactly 1 KiB that contains what the client checks for.
@@ -635,7 +696,7 @@ fn print_summary(results: &[PhaseResult], bodies: &[Bytes]) {
             .join(" / ")
     );
     println!(
-        "node SendRequest (sync): {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  CPU {:.1} µs/req (server+client)  ratio {:.2} of trivial",
+        "node (sync, FULL+group): {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  CPU {:.1} µs/req (server+client)  ratio {:.2} of trivial",
         thousands(node.rate()),
         node.percentile_ms(50.0),
         node.percentile_ms(99.0),
