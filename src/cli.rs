@@ -55,6 +55,26 @@ pub enum Command {
     /// Inspect and act on the node's message store (safe while the node runs).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The tamper-evident audit journal: verify its hash chain, export it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; names the first edited, deleted or reordered entry. Exit 1 if broken.
+    Verify,
+    /// Write entries as JSON lines (to stdout, or --out FILE).
+    Export {
+        /// From this time (inclusive): 2026-12-01 or 2026-12-01T08:00:00Z. Default: the beginning.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Until this time (exclusive). Default: now.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +160,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check => Ok(check(cli.config.as_deref())),
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
+        Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
         Command::Samples(SamplesCommand::BuildDb { samples, out }) => {
             let _ = std::fs::remove_file(&out);
             crate::samples::build_database(&samples, &out)
@@ -278,6 +299,64 @@ fn queue(explicit: Option<&Path>, cmd: QueueCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn audit(explicit: Option<&Path>, cmd: AuditCommand) -> Result<ExitCode> {
+    let store = open_store(explicit)?;
+    match cmd {
+        AuditCommand::Verify => {
+            let v = store.audit_verify()?;
+            match v.first_bad {
+                None => {
+                    println!(
+                        "OK: {} audit entries, hash chain intact; last hash {}",
+                        v.entries, v.last_hash
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((seq, reason)) => {
+                    println!("BROKEN: audit entry {seq}: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        AuditCommand::Export { from, to, out } => {
+            let from = from.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+            let to = to
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MAX);
+            let n = match out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    );
+                    let n = store.audit_export(from, to, &mut file)?;
+                    std::io::Write::flush(&mut file)?;
+                    n
+                }
+                None => store.audit_export(from, to, &mut std::io::stdout().lock())?,
+            };
+            eprintln!("{n} audit entries exported");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `2026-12-01` or an RFC 3339 time → ms since the epoch.
+fn parse_time(text: &str) -> Result<i64> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).with_context(|| {
+        format!("`{text}` is not a time like 2026-12-01 or 2026-12-01T08:00:00Z")
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
 }
 
 fn load_config(explicit: Option<&Path>) -> Result<Config, Vec<Problem>> {

@@ -140,18 +140,22 @@ fn receive_request(
                 Err(fault) => return Step::Reply(fault.into()),
             };
             record.mapping = mapping;
-            let stored = response_document(
+            let mut stored = response_document(
                 node,
                 version,
                 req.message_id.as_str(),
                 &answer,
                 Status::Delivered,
             );
+            if stored.rejected {
+                stored.status = Status::Rejected;
+            }
+            stored.detail = format!(
+                "{}; sent in the HTTP response (reply = sync)",
+                stored.detail
+            );
             let reply = stored.response.clone();
-            record.answer = Some(StoredAnswer {
-                detail: "answered in the HTTP response (reply = sync)",
-                ..stored
-            });
+            record.answer = Some(stored);
             Step::Store {
                 record: Box::new(record),
                 reply,
@@ -318,7 +322,15 @@ fn response_document(
         response: body,
         rejected: matches!(answer, Answer::Rejected { .. }),
         status,
-        detail: "answer ready",
+        detail: match answer {
+            Answer::Primary(_) => format!("answered with data (response {message_id})"),
+            Answer::Rejected { code, description } => {
+                format!(
+                    "rejected {}: {description} (response {message_id})",
+                    code.as_str()
+                )
+            }
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! The node's own durable store (`data_dir/adapter.db`, SQLite WAL): inbox, outbox, status history, attempts.
 //! All writes go through the group-commit writer; reads use their own connections. No SOAP or HTTP here.
 
+pub mod audit;
 pub mod queue;
 mod schema;
 mod status;
@@ -108,7 +109,7 @@ pub struct StoredAnswer {
     pub rejected: bool,
     /// The status the message takes with this answer.
     pub status: Status,
-    pub detail: &'static str,
+    pub detail: String,
 }
 
 /// What the store already holds for a (sender, MessageID).
@@ -279,7 +280,7 @@ impl Store {
                     "UPDATE message SET response_message_id = ?2, response = ?3, rejected = ?4, status = ?5, updated_at = ?6, next_attempt_at = ?6 WHERE id = ?1",
                 )?
                 .execute(params![id, answer.response_message_id, answer.response, answer.rejected, answer.status.as_str(), now])?;
-                history(c, id, answer.status, now, Some(answer.detail))
+                history(c, id, answer.status, now, Some(&answer.detail))
             })
             .await
     }
@@ -459,12 +460,12 @@ fn insert_incoming(c: &Connection, rec: &NewIncoming) -> rusqlite::Result<Insert
     let id = c.last_insert_rowid();
     history(c, id, Status::Received, now, None)?;
     if let Some(a) = &rec.answer {
-        history(c, id, a.status, now, Some(a.detail))?;
+        history(c, id, a.status, now, Some(&a.detail))?;
     }
     Ok(Inserted::New(id))
 }
 
-fn history(
+pub(crate) fn history(
     c: &Connection,
     id: i64,
     status: Status,
@@ -475,7 +476,11 @@ fn history(
         "INSERT INTO status_history (message, status, at, detail) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id, status.as_str(), at, detail])?;
-    Ok(())
+    let message_id: Option<String> = c
+        .prepare_cached("SELECT message_id FROM message WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?;
+    audit::append(c, message_id.as_deref(), status.as_str(), detail)
 }
 
 fn set_status(

@@ -118,11 +118,14 @@ impl Store {
                 let id_key: i64 = key.as_deref().and_then(|k| k.parse().ok()).unwrap_or(-1);
                 stmt.query_map(params![key, id_key], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
             };
+            if ids.is_empty() {
+                super::audit::append(c, None, "ADMIN_RETRY", Some("nothing to retry"))?;
+            }
             for id in &ids {
                 let has_response: bool = c.query_row("SELECT response IS NOT NULL FROM message WHERE id = ?1", params![id], |r| r.get(0))?;
                 let to = if has_response { Status::WaitingForRetry } else { Status::Received };
                 c.execute("UPDATE message SET status = ?2, next_attempt_at = ?3, attempts = 0, updated_at = ?3 WHERE id = ?1", params![id, to.as_str(), now])?;
-                c.execute("INSERT INTO status_history (message, status, at, detail) VALUES (?1, ?2, ?3, 'retried by an operator')", params![id, to.as_str(), now])?;
+                super::history(c, *id, to, now, Some("retried by an operator"))?;
             }
             Ok(ids.len())
         })
@@ -135,6 +138,8 @@ impl Store {
                 "DELETE FROM message WHERE updated_at < ?1 AND status IN ('DELIVERED', 'REJECTED', 'CLOSED', 'FAILED')",
                 params![cutoff],
             )?;
+            let detail = format!("purged {n} finished messages last changed before {}", super::rfc3339(cutoff));
+            super::audit::append(c, None, "ADMIN_PURGE", Some(&detail))?;
             Ok(n)
         })
     }

@@ -50,6 +50,21 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempt_message ON attempt (message);
     "#,
+    // 2: the hash-chained audit journal, append-only (triggers refuse edits; the chain detects the rest).
+    r#"
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        message_id TEXT,
+        event      TEXT NOT NULL,
+        detail     TEXT,
+        prev_hash  BLOB NOT NULL,
+        hash       BLOB NOT NULL
+    );
+    CREATE INDEX audit_at ON audit (at);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
+    "#,
 ];
 
 /// The schema version this build writes.
