@@ -142,13 +142,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Human-readable logs on a terminal, JSON lines otherwise (journald, files); `SMEV_ADAPTER_LOG_FORMAT=json|text`
+/// overrides the choice and `RUST_LOG` the level.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let json = match std::env::var("SMEV_ADAPTER_LOG_FORMAT").ok().as_deref() {
+        Some("json") => true,
+        Some("text") => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -62,6 +62,17 @@ impl Datasources {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// (name, open, idle, max) connections per pool, for /metrics.
+    pub fn pool_stats(&self) -> Vec<(String, usize, usize, usize)> {
+        self.by_name
+            .iter()
+            .map(|(n, p)| {
+                let (open, idle) = p.slots.lock().map_or((0, 0), |s| (s.open, s.idle.len()));
+                (n.clone(), open, idle, p.max)
+            })
+            .collect()
+    }
+
     /// Each datasource's health, for /readyz.
     pub fn health(&self) -> Vec<(String, Result<(), String>)> {
         self.by_name

@@ -220,11 +220,16 @@ async fn deliver(node: &Node, client: &Client<HttpConnector, Full<Bytes>>, url: 
         Verdict::Final(error) => AttemptOutcome::Failed { error },
         Verdict::Retry(error) => next_retry(opts, item.attempts + 1, item.created_at, error),
     };
+    node.metrics.delivery(match &outcome {
+        AttemptOutcome::Delivered => "delivered",
+        AttemptOutcome::Retry { .. } => "retry",
+        AttemptOutcome::Failed { .. } => "failed",
+    });
     if let AttemptOutcome::Failed { error } = &outcome {
-        tracing::warn!(id = item.id, "delivery failed for good: {error}");
+        tracing::warn!(message_id = %item.message_id, "delivery failed for good: {error}");
     }
     if let Err(e) = node.store.record_attempt(item.id, status, outcome).await {
-        tracing::error!(id = item.id, "cannot record a delivery attempt: {e}");
+        tracing::error!(message_id = %item.message_id, "cannot record a delivery attempt: {e}");
     }
 }
 

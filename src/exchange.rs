@@ -13,37 +13,53 @@ use crate::soap::reply::{self, Metadata, Participant};
 use crate::soap::{Fault, SmevFault, Version};
 use crate::storage::{self, Inserted};
 
-/// Handles one POSTed SOAP body. `cpu` bounds the blocking work running at once.
+/// Handles one POSTed SOAP body and counts it. `cpu` bounds the blocking work running at once.
 pub async fn handle(
     node: &Arc<Node>,
     delivery: &Delivery,
     cpu: &Arc<Semaphore>,
     body: Bytes,
 ) -> Reply {
-    let step = {
+    let started = std::time::Instant::now();
+    let (operation, reply) = decide_and_store(node, delivery, cpu, body).await;
+    node.metrics
+        .request(operation, reply.outcome, started.elapsed());
+    reply
+}
+
+async fn decide_and_store(
+    node: &Arc<Node>,
+    delivery: &Delivery,
+    cpu: &Arc<Semaphore>,
+    body: Bytes,
+) -> (&'static str, Reply) {
+    let (operation, step) = {
         let Ok(_permit) = cpu.clone().acquire_owned().await else {
-            return Fault::server(
-                Version::NEWEST,
-                SmevFault::SmevFailure,
-                "the node is shutting down",
-            )
-            .into();
+            return (
+                "unknown",
+                Fault::server(
+                    Version::NEWEST,
+                    SmevFault::SmevFailure,
+                    "the node is shutting down",
+                )
+                .into(),
+            );
         };
         let node = node.clone();
         match tokio::task::spawn_blocking(move || provider::receive(&node, &body)).await {
-            Ok(step) => step,
+            Ok(received) => received,
             Err(e) => {
                 tracing::error!("request processing panicked: {e}");
-                return Fault::server(
+                let fault = Fault::server(
                     Version::NEWEST,
                     SmevFault::SmevFailure,
                     "internal error while processing the request",
-                )
-                .into();
+                );
+                return ("unknown", fault.into());
             }
         }
     };
-    match step {
+    let reply = match step {
         Step::Reply(reply) => reply,
         Step::Store {
             record,
@@ -61,10 +77,7 @@ pub async fn handle(
                     if let Some(request) = request {
                         delivery.enqueue(id, request);
                     }
-                    Reply {
-                        status: 200,
-                        body: reply,
-                    }
+                    Reply::ok(reply)
                 }
                 Ok(Inserted::Duplicate(existing)) => {
                     provider::repeat_reply(&existing, mode, version)
@@ -81,7 +94,7 @@ pub async fn handle(
             Ok(true) => {
                 let mut body = Vec::with_capacity(256);
                 reply::write_ack_response(&mut body, version);
-                Reply { status: 200, body }
+                Reply::ok(body)
             }
             Ok(false) => Fault::client(
                 version,
@@ -91,7 +104,8 @@ pub async fn handle(
             .into(),
             Err(e) => provider::store_fault(version, &e),
         },
-    }
+    };
+    (operation, reply)
 }
 
 /// GetResponse: the oldest ready response, leased for `delivery.pull_visibility`.
@@ -107,7 +121,7 @@ async fn lease(node: &Arc<Node>, version: Version) -> Reply {
     let mut body = Vec::with_capacity(2048);
     let Some(leased) = leased else {
         reply::write_get_response_response(&mut body, version, None);
-        return Reply { status: 200, body };
+        return Reply::ok(body);
     };
     let Some((data, response_id)) = response_data(&leased.response) else {
         tracing::error!(message_id = %leased.original_message_id, "a stored response is unreadable");
@@ -139,7 +153,7 @@ async fn lease(node: &Arc<Node>, version: Version) -> Reply {
         version,
         Some((&leased.original_message_id, &data, &metadata)),
     );
-    Reply { status: 200, body }
+    Reply::ok(body)
 }
 
 /// The stored SenderProvidedResponseData element's bytes and its MessageID.

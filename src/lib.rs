@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod diag;
 pub mod exchange;
 pub mod mapping;
+pub mod metrics;
 pub mod node;
 pub mod provider;
 pub mod samples;

@@ -34,6 +34,7 @@ pub struct Node {
     pub datasources: Datasources,
     pub mappings: MappingSet,
     pub store: Store,
+    pub metrics: crate::metrics::Metrics,
     /// The node field of the v1 UUIDs this node generates.
     uuid_node: [u8; 6],
 }
@@ -60,6 +61,7 @@ impl Node {
             datasources,
             mappings,
             store,
+            metrics: crate::metrics::Metrics::default(),
             uuid_node: random_uuid_node(),
         })
     }

@@ -22,20 +22,31 @@ pub const UNVERIFIED_SENDER: &str = "UNVERIFIED";
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    /// For metrics: `ok`, `duplicate`, or the SMEV fault's name.
+    pub outcome: &'static str,
 }
 
 impl From<Fault> for Reply {
     fn from(f: Fault) -> Reply {
+        let outcome = f
+            .detail
+            .as_ref()
+            .map_or("VersionMismatch", SmevFault::element_name);
         Reply {
             status: f.http_status,
             body: f.to_xml(),
+            outcome,
         }
     }
 }
 
 impl Reply {
-    fn ok(body: Vec<u8>) -> Reply {
-        Reply { status: 200, body }
+    pub fn ok(body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            body,
+            outcome: "ok",
+        }
     }
 }
 
@@ -63,24 +74,27 @@ pub enum Step {
 }
 
 /// Reads one POSTed SOAP body and decides the next step.
-pub fn receive(node: &Node, body: &[u8]) -> Step {
+/// Returns the operation's name (for metrics; `invalid` when there is none) with the step.
+pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
+    const INVALID: &str = "invalid";
     let text = match xml::utf8_text(body) {
         Ok(t) => t,
-        Err(e) => return Step::Reply(xml_fault(Version::NEWEST, &e).into()),
+        Err(e) => return (INVALID, Step::Reply(xml_fault(Version::NEWEST, &e).into())),
     };
     let doc = match xml::parse(text, &node.config.limits.xml) {
         Ok(d) => d,
-        Err(e) => return Step::Reply(xml_fault(Version::NEWEST, &e).into()),
+        Err(e) => return (INVALID, Step::Reply(xml_fault(Version::NEWEST, &e).into())),
     };
     let env = match envelope::parse(&doc) {
         Ok(env) => env,
         Err(e) => {
             let version = envelope::sniff_version(&doc).unwrap_or(Version::NEWEST);
-            return Step::Reply(envelope_fault(version, e).into());
+            return (INVALID, Step::Reply(envelope_fault(version, e).into()));
         }
     };
     let version = env.version;
-    match env.operation {
+    let operation = env.operation.name();
+    let step = match env.operation {
         Operation::SendRequest(req) => receive_request(node, &doc, version, &req, body),
         Operation::GetStatus(s) => Step::Reply(get_status(
             node,
@@ -101,7 +115,8 @@ pub fn receive(node: &Node, body: &[u8]) -> Step {
             )
             .into(),
         ),
-    }
+    };
+    (operation, step)
 }
 
 fn receive_request(
@@ -205,7 +220,10 @@ pub fn repeat_reply(existing: &Existing, mode: ReplyMode, version: Version) -> R
         ReplyMode::Async => existing.ack.as_ref().or(existing.response.as_ref()),
     };
     match stored {
-        Some(body) => Reply::ok(body.clone()),
+        Some(body) => Reply {
+            outcome: "duplicate",
+            ..Reply::ok(body.clone())
+        },
         None => Fault::server(
             version,
             SmevFault::SmevFailure,

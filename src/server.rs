@@ -146,6 +146,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     Ok(match (req.method(), path) {
         (&Method::GET, "/healthz") => plain(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readiness(&shared.node).await,
+        (&Method::GET, "/metrics") => metrics(&shared.node).await,
         (&Method::GET, _) if endpoint => wsdl(&shared, &req),
         (&Method::POST, _) if endpoint => soap(shared.clone(), req).await,
         (_, _) if endpoint => {
@@ -213,6 +214,26 @@ fn wsdl(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
     let mut r = Response::new(Full::new(body));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(XML_CONTENT_TYPE));
+    r
+}
+
+async fn metrics(node: &Arc<Node>) -> Response<Body> {
+    let node = node.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let snapshot = crate::metrics::Snapshot {
+            queue_by_status: node.store.counts().unwrap_or_default(),
+            overdue: node.store.overdue_count().unwrap_or(0),
+            pools: node.datasources.pool_stats(),
+        };
+        node.metrics.render(&snapshot)
+    })
+    .await
+    .unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }
 
@@ -287,6 +308,15 @@ fn content_kind(req: &Request<Incoming>) -> ContentKind {
     }
 }
 
+/// Counts a call refused before it reached the exchange (the exchange counts the rest).
+fn refused(shared: &Shared, outcome: &'static str, response: Response<Body>) -> Response<Body> {
+    shared
+        .node
+        .metrics
+        .request("unknown", outcome, Duration::ZERO);
+    response
+}
+
 async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let Ok(_permit) = shared.limiter.clone().try_acquire_owned() else {
         let limit = shared.node.config.limits.max_concurrent;
@@ -298,35 +328,44 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         let mut r = fault_response(fault.with_status(503));
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return refused(&shared, "overload", r);
     };
     match content_kind(&req) {
         ContentKind::Soap11 => {}
-        ContentKind::Soap12 => return fault_response(provider::version_mismatch()),
+        ContentKind::Soap12 => {
+            return refused(
+                &shared,
+                "VersionMismatch",
+                fault_response(provider::version_mismatch()),
+            );
+        }
         ContentKind::WrongCharset(c) => {
             let message = format!(
                 "Content-Type charset `{c}` is not supported: SMEV messages must be sent as text/xml; charset=utf-8"
             );
-            return fault_response(Fault::client(
+            let fault = Fault::client(
                 Version::NEWEST,
                 SmevFault::InvalidContent {
                     errors: vec![(message.clone(), None)],
                 },
                 message,
-            ));
+            );
+            return refused(&shared, "charset", fault_response(fault));
         }
         ContentKind::Other(t) => {
             let message =
                 format!("Content-Type `{t}` is not SOAP 1.1: send text/xml; charset=utf-8");
-            return fault_response(
-                Fault::client(
-                    Version::NEWEST,
-                    SmevFault::InvalidContent {
-                        errors: vec![(message.clone(), None)],
-                    },
-                    message,
-                )
-                .with_status(415),
+            let fault = Fault::client(
+                Version::NEWEST,
+                SmevFault::InvalidContent {
+                    errors: vec![(message.clone(), None)],
+                },
+                message,
+            );
+            return refused(
+                &shared,
+                "unsupported_media_type",
+                fault_response(fault.with_status(415)),
             );
         }
     }
@@ -337,7 +376,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return too_large(limits.max_body_bytes);
+        return refused(&shared, "too_large", too_large(limits.max_body_bytes));
     }
     let node = shared.node.clone();
     let cpu = shared.cpu.clone();
@@ -350,6 +389,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
+                node.metrics.request("unknown", "too_large", Duration::ZERO);
                 return too_large(max_body);
             }
             Err(e) => {
@@ -365,16 +405,20 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     };
     match tokio::time::timeout(limits.request_timeout, work).await {
         Ok(r) => r,
-        Err(_) => fault_response(
-            Fault::server(
-                Version::NEWEST,
-                SmevFault::SmevFailure,
-                format!(
-                    "the request was not processed within {:?}; retry later",
-                    limits.request_timeout
-                ),
-            )
-            .with_status(503),
+        Err(_) => refused(
+            &shared,
+            "timeout",
+            fault_response(
+                Fault::server(
+                    Version::NEWEST,
+                    SmevFault::SmevFailure,
+                    format!(
+                        "the request was not processed within {:?}; retry later",
+                        limits.request_timeout
+                    ),
+                )
+                .with_status(503),
+            ),
         ),
     }
 }

@@ -282,3 +282,76 @@ fn a_missing_config_file_is_named() {
         "{stdout}"
     );
 }
+
+#[test]
+fn logs_are_json_lines_off_a_terminal_carry_the_message_id_and_no_payload_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, config_text(dir.path(), "")).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut child = bin()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("SMEV_ADAPTER_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("SMEV_ADAPTER_LOG_FORMAT")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut all);
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for name in ["unknown-request.xml", "invalid-parameter.xml"] {
+        let body = sample(name);
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        use std::io::Write;
+        let head = format!(
+            "POST /ws HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        stream.write_all(body.as_bytes()).expect("body");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let log = reader.join().expect("reader");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let about = |id: &str| lines.iter().filter(|l| l["message_id"] == id).count();
+    assert!(
+        about("6f1c2e13-b1a2-11ef-8a3c-0242ac120002") >= 1,
+        "the unknown request's line has its MessageID:\n{log}"
+    );
+    assert!(
+        about("6f1c2e15-b1a2-11ef-8a3c-0242ac120002") >= 1,
+        "the invalid request's line has its MessageID:\n{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["message"].is_string()),
+        "{log}"
+    );
+    for value in ["45AB", "7707083893", "123456"] {
+        assert!(
+            !log.contains(value),
+            "payload value {value} must not be logged at INFO:\n{log}"
+        );
+    }
+}

@@ -506,3 +506,72 @@ async fn the_queue_cli_lists_shows_retries_and_purges_on_a_live_node() {
     let (ok, bad) = queue_cli(&node, &["list", "--status", "nonsense"]);
     assert!(!ok && bad.contains("unknown status `nonsense`"), "{bad}");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_queue_depth_deliveries_and_pools() {
+    let gw = FakeGateway::start().await;
+    gw.script([(503, String::new())]);
+    let node = TestNode::start_with("reply = \"async\"", "", &async_extra(&gw.url(), "")).await;
+    let id = new_message_id();
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", &id, "4510", "123456")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", &id, "4510", "123456")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", "not-a-uuid", "4510", "123456")
+        )
+        .await
+        .status,
+        500
+    );
+    assert_eq!(
+        send(
+            node.addr,
+            "POST",
+            "/ws",
+            Some("application/soap+xml"),
+            b"<x/>".to_vec()
+        )
+        .await
+        .status,
+        500
+    );
+    wait_status(&node, &id, Status::Delivered, 10).await;
+
+    let metrics = send(node.addr, "GET", "/metrics", None, Vec::new()).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body;
+    for line in [
+        "smev_requests_total{operation=\"SendRequest\",outcome=\"ok\"} 1",
+        "smev_requests_total{operation=\"SendRequest\",outcome=\"duplicate\"} 1",
+        "smev_requests_total{operation=\"invalid\",outcome=\"InvalidMessageIdFormat\"} 1",
+        "smev_requests_total{operation=\"unknown\",outcome=\"VersionMismatch\"} 1",
+        "smev_request_duration_seconds_count{operation=\"SendRequest\"} 2",
+        "smev_queue_messages{status=\"DELIVERED\"} 1",
+        "smev_delivery_attempts_total{outcome=\"retry\"} 1",
+        "smev_delivery_attempts_total{outcome=\"delivered\"} 1",
+        "smev_overdue_messages 0",
+        "smev_datasource_connections{datasource=\"agency\",state=\"max\"} 8",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "/metrics has `{line}`:\n{text}"
+        );
+    }
+}

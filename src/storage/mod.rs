@@ -133,6 +133,7 @@ pub enum Inserted {
 #[derive(Debug, Clone)]
 pub struct Due {
     pub id: i64,
+    pub message_id: String,
     pub response: Vec<u8>,
     pub attempts: i64,
     pub created_at: i64,
@@ -324,7 +325,7 @@ impl Store {
     pub fn due_for_delivery(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, response, attempts, created_at, rejected FROM message
+                "SELECT id, response, attempts, created_at, rejected, message_id FROM message
                   WHERE direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY')
                     AND response IS NOT NULL AND coalesce(next_attempt_at, 0) <= ?1
                   ORDER BY coalesce(next_attempt_at, 0), id LIMIT ?2",
@@ -332,6 +333,7 @@ impl Store {
             let rows = stmt.query_map(params![now, limit as i64], |r| {
                 Ok(Due {
                     id: r.get(0)?,
+                    message_id: r.get(5)?,
                     response: r.get(1)?,
                     attempts: r.get(2)?,
                     created_at: r.get(3)?,

@@ -78,6 +78,19 @@ impl Store {
         })
     }
 
+    /// Unfinished messages past their deadline.
+    pub fn overdue_count(&self) -> Result<i64, StoreError> {
+        let now = now_millis();
+        self.read(|c| {
+            c.query_row(
+                "SELECT count(*) FROM message WHERE deadline_at IS NOT NULL AND deadline_at < ?1
+                   AND status NOT IN ('DELIVERED', 'REJECTED', 'CLOSED', 'FAILED')",
+                params![now],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Counts by status, for the status page and metrics.
     pub fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(|c| {
