@@ -483,7 +483,26 @@ fn serve(explicit: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Resul
             node.config.endpoint_path,
             node.config.data_dir.display()
         );
-        crate::server::serve(node, listener, shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        match node.config.admin.clone() {
+            Some(admin) => {
+                let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {} for the status page (admin.listen)", admin.listen))?;
+                tracing::info!("status page at http://{}/login?token=<admin token>", admin_listener.local_addr()?);
+                let mut stopped = stopped.clone();
+                tokio::spawn(crate::admin::serve(node.clone(), admin_listener, admin.token, async move {
+                    let _ = stopped.changed().await;
+                }));
+            }
+            None => tracing::info!("status page off: set admin.token_file (or admin.token) to enable it"),
+        }
+        crate::server::serve(node, listener, async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+        .await?;
+        drop(stopped);
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -32,6 +32,8 @@ pub struct Config {
     pub storage: StorageOptions,
     pub delivery: DeliveryOptions,
     pub gateway_url: Option<String>,
+    /// The status page; `None` when no token is configured (the page is then off).
+    pub admin: Option<AdminOptions>,
     pub keys: KeyPaths,
     pub mappings_dir: PathBuf,
     pub datasources: BTreeMap<String, DatasourceConfig>,
@@ -115,6 +117,23 @@ pub enum DeliveryMode {
     Pull,
 }
 
+/// The admin status page: its own listener (loopback by default) and the token that opens it.
+#[derive(Clone)]
+pub struct AdminOptions {
+    pub listen: SocketAddr,
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("AdminOptions")
+            .field("listen", &self.listen)
+            .field("token", &"<hidden>")
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct KeyPaths {
     pub private_key: Option<PathBuf>,
@@ -150,6 +169,8 @@ struct RawConfig {
     delivery: RawDelivery,
     #[serde(default)]
     gateway: RawGateway,
+    #[serde(default)]
+    admin: RawAdmin,
     #[serde(default)]
     keys: RawKeys,
     #[serde(default)]
@@ -209,6 +230,13 @@ struct RawDelivery {
 #[derive(Deserialize, Default)]
 struct RawGateway {
     url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,6 +371,7 @@ impl Validator<'_> {
             _ => self.resolve(raw.storage.data_dir.as_deref().unwrap_or("data")),
         };
         let gateway_url = self.gateway_url(raw.gateway.url);
+        let admin = self.admin(raw.admin);
         let storage = self.storage(&raw.storage);
         let delivery = self.delivery(raw.delivery, gateway_url.is_some());
         let keys = KeyPaths {
@@ -373,6 +402,7 @@ impl Validator<'_> {
             storage,
             delivery,
             gateway_url,
+            admin,
             keys,
             mappings_dir,
             datasources,
@@ -585,6 +615,51 @@ impl Validator<'_> {
         }
     }
 
+    fn admin(&mut self, raw: RawAdmin) -> Option<AdminOptions> {
+        let listen = match raw.listen.as_deref() {
+            None => SocketAddr::from(([127, 0, 0, 1], 7580)),
+            Some(text) => match text.parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.problem(
+                        &["admin", "listen"],
+                        format!("admin.listen `{text}` is not an address like 127.0.0.1:7580"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let token = match (raw.token, raw.token_file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &["admin", "token"],
+                    "set admin.token or admin.token_file, not both".into(),
+                );
+                return None;
+            }
+            (Some(token), None) => token,
+            (None, Some(file)) => {
+                let path = self.resolve(&file);
+                match read_secret_file(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.problem(&["admin", "token_file"], e);
+                        return None;
+                    }
+                }
+            }
+            (None, None) => return None,
+        };
+        if token.len() < 16 {
+            self.problem(
+                &["admin", "token"],
+                "the admin token must be at least 16 characters".into(),
+            );
+            return None;
+        }
+        Some(AdminOptions { listen, token })
+    }
+
     fn gateway_url(&mut self, raw: Option<String>) -> Option<String> {
         let url = raw?;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -637,6 +712,27 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// Reads a secret (token, password) from a file that only its owner may read.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "secret file {} is readable by group or others (mode {mode:o}); fix with: chmod 600 {}",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    Ok(text.trim().to_string())
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `2d`.

@@ -1,6 +1,7 @@
 //! smev-adapter: an agency's node in an SMEV 3-style interagency exchange.
 //! The library holds every concern; the binary (`src/main.rs`) only calls [`cli::main`].
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod datasource;
