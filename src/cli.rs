@@ -55,6 +55,26 @@ pub enum Command {
     /// Inspect and act on the node's message store (safe while the node runs).
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Send a request to another agency through the running node's outbox; prints its MessageID.
+    ///
+    /// The payload is one XML element in its own namespace (the business request). The node wraps it in
+    /// SendRequest, queues it, delivers it to the gateway with retries, and stores the answer when it comes.
+    Send {
+        /// The payload XML file.
+        #[arg(value_name = "PAYLOAD.xml")]
+        payload: PathBuf,
+        /// Recipient mnemonic(s), comma-separated. Without it the gateway routes by the payload's type.
+        #[arg(long, value_name = "MNEMONIC")]
+        to: Option<String>,
+        #[arg(long, value_name = "CODE")]
+        transaction_code: Option<String>,
+        /// Wait for the answer and print it.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "60s", value_name = "DURATION")]
+        timeout: String,
+    },
     /// The tamper-evident audit journal: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -173,6 +193,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
         Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
+        Command::Send {
+            payload,
+            to,
+            transaction_code,
+            wait,
+            timeout,
+        } => send(
+            cli.config.as_deref(),
+            &payload,
+            to.as_deref(),
+            transaction_code.as_deref(),
+            wait.then_some(timeout),
+        ),
         Command::Samples(SamplesCommand::BuildDb { samples, out }) => {
             let _ = std::fs::remove_file(&out);
             crate::samples::build_database(&samples, &out)
@@ -311,6 +344,87 @@ fn queue(explicit: Option<&Path>, cmd: QueueCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn send(
+    explicit: Option<&Path>,
+    payload: &Path,
+    to: Option<&str>,
+    code: Option<&str>,
+    wait: Option<String>,
+) -> Result<ExitCode> {
+    use crate::storage::outbox::Channel;
+    let config = Config::load(&Config::locate(explicit).map_err(|p| anyhow::anyhow!("{p}"))?)
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let timeout = match &wait {
+        Some(t) => Some(
+            crate::config::parse_duration(t)
+                .with_context(|| format!("`{t}` is not a duration like 60s"))?,
+        ),
+        None => None,
+    };
+    let text = std::fs::read_to_string(payload)
+        .with_context(|| format!("cannot read {}", payload.display()))?;
+    let recipients: Vec<String> = to
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    let random_node = *uuid::Uuid::new_v4().as_bytes();
+    let mut node_id = [0u8; 6];
+    node_id.copy_from_slice(&random_node[..6]);
+    node_id[0] |= 1;
+    let built = crate::consumer::build_request(
+        &config,
+        crate::soap::MessageId::generate(&node_id),
+        &text,
+        &recipients,
+        code,
+    )
+    .with_context(|| format!("{} cannot be sent", payload.display()))?;
+    let message_id = built.message_id.to_string();
+    let record = crate::consumer::outgoing(&config, built, &recipients, Channel::Cli, None, None);
+    let store = open_store(explicit)?;
+    store.queue_outgoing_blocking(record)?;
+    println!("{message_id}");
+    let Some(timeout) = timeout else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let view = store
+            .outgoing(&message_id)?
+            .context("the queued request disappeared")?;
+        match view.status.as_str() {
+            "ANSWERED" | "REJECTED" | "CLOSED" => {
+                for a in &view.answers {
+                    println!("{}", crate::consumer::answer_payload(&a.body));
+                }
+                return Ok(if view.status == "REJECTED" {
+                    ExitCode::from(3)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+            "FAILED" => {
+                let last = view
+                    .history
+                    .last()
+                    .and_then(|h| h.2.clone())
+                    .unwrap_or_default();
+                anyhow::bail!("the request could not be delivered: {last}");
+            }
+            _ if std::time::Instant::now() > deadline => {
+                anyhow::bail!(
+                    "no answer within {wait:?} (status {}); it is still queued: `smev-adapter queue show {message_id}`",
+                    view.status
+                )
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
 }
 
 fn audit(explicit: Option<&Path>, cmd: AuditCommand) -> Result<ExitCode> {

@@ -34,6 +34,8 @@ pub struct Config {
     pub gateway_url: Option<String>,
     /// The status page; `None` when no token is configured (the page is then off).
     pub admin: Option<AdminOptions>,
+    /// The local ways in for this node's own requests.
+    pub consumer: ConsumerOptions,
     pub keys: KeyPaths,
     pub mappings_dir: PathBuf,
     pub datasources: BTreeMap<String, DatasourceConfig>,
@@ -117,6 +119,24 @@ pub enum DeliveryMode {
     Pull,
 }
 
+/// The consumer side's local intake: the JSON API (off without a token) and the drop folder (off without a path).
+#[derive(Clone, Default)]
+pub struct ConsumerOptions {
+    pub api: Option<(SocketAddr, String)>,
+    /// Holds outgoing/, sent/, failed/ and incoming/.
+    pub folder: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConsumerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("ConsumerOptions")
+            .field("api", &self.api.as_ref().map(|a| a.0))
+            .field("folder", &self.folder)
+            .finish()
+    }
+}
+
 /// The admin status page: its own listener (loopback by default) and the token that opens it.
 #[derive(Clone)]
 pub struct AdminOptions {
@@ -171,6 +191,8 @@ struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    consumer: RawConsumer,
     #[serde(default)]
     keys: RawKeys,
     #[serde(default)]
@@ -230,6 +252,14 @@ struct RawDelivery {
 #[derive(Deserialize, Default)]
 struct RawGateway {
     url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawConsumer {
+    api_listen: Option<String>,
+    api_token: Option<String>,
+    api_token_file: Option<String>,
+    folder: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -372,6 +402,7 @@ impl Validator<'_> {
         };
         let gateway_url = self.gateway_url(raw.gateway.url);
         let admin = self.admin(raw.admin);
+        let consumer = self.consumer(raw.consumer);
         let storage = self.storage(&raw.storage);
         let delivery = self.delivery(raw.delivery, gateway_url.is_some());
         let keys = KeyPaths {
@@ -403,6 +434,7 @@ impl Validator<'_> {
             delivery,
             gateway_url,
             admin,
+            consumer,
             keys,
             mappings_dir,
             datasources,
@@ -615,6 +647,72 @@ impl Validator<'_> {
         }
     }
 
+    fn consumer(&mut self, raw: RawConsumer) -> ConsumerOptions {
+        let folder = raw.folder.map(|f| self.resolve(&f));
+        let token = self.token(
+            &["consumer", "api_token"],
+            &["consumer", "api_token_file"],
+            raw.api_token,
+            raw.api_token_file,
+        );
+        let api = token.and_then(|token| {
+            let text = raw.api_listen.unwrap_or_else(|| "127.0.0.1:7581".into());
+            match text.parse() {
+                Ok(addr) => Some((addr, token)),
+                Err(_) => {
+                    self.problem(
+                        &["consumer", "api_listen"],
+                        format!(
+                            "consumer.api_listen `{text}` is not an address like 127.0.0.1:7581"
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        ConsumerOptions { api, folder }
+    }
+
+    /// A token given inline or in a file that only its owner may read; at least 16 characters.
+    fn token(
+        &mut self,
+        inline_key: &[&str],
+        file_key: &[&str],
+        inline: Option<String>,
+        file: Option<String>,
+    ) -> Option<String> {
+        let token = match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    inline_key,
+                    format!(
+                        "set {} or {}, not both",
+                        inline_key.join("."),
+                        file_key.join(".")
+                    ),
+                );
+                return None;
+            }
+            (Some(token), None) => token,
+            (None, Some(file)) => match read_secret_file(&self.resolve(&file)) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.problem(file_key, e);
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
+        if token.len() < 16 {
+            self.problem(
+                inline_key,
+                format!("{} must be at least 16 characters", inline_key.join(".")),
+            );
+            return None;
+        }
+        Some(token)
+    }
+
     fn admin(&mut self, raw: RawAdmin) -> Option<AdminOptions> {
         let listen = match raw.listen.as_deref() {
             None => SocketAddr::from(([127, 0, 0, 1], 7580)),
@@ -629,34 +727,12 @@ impl Validator<'_> {
                 }
             },
         };
-        let token = match (raw.token, raw.token_file) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    &["admin", "token"],
-                    "set admin.token or admin.token_file, not both".into(),
-                );
-                return None;
-            }
-            (Some(token), None) => token,
-            (None, Some(file)) => {
-                let path = self.resolve(&file);
-                match read_secret_file(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        self.problem(&["admin", "token_file"], e);
-                        return None;
-                    }
-                }
-            }
-            (None, None) => return None,
-        };
-        if token.len() < 16 {
-            self.problem(
-                &["admin", "token"],
-                "the admin token must be at least 16 characters".into(),
-            );
-            return None;
-        }
+        let token = self.token(
+            &["admin", "token"],
+            &["admin", "token_file"],
+            raw.token,
+            raw.token_file,
+        )?;
         Some(AdminOptions { listen, token })
     }
 

@@ -56,7 +56,7 @@ pub fn spawn(node: Arc<Node>, cpu: Arc<Semaphore>, stop: watch::Receiver<bool>) 
         wake.clone(),
         stop.clone(),
     ));
-    if node.config.delivery.mode == DeliveryMode::Push {
+    if node.config.gateway_url.is_some() {
         tokio::spawn(push_loop(node, wake, stop));
     }
     delivery
@@ -136,8 +136,11 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
             in_flight.remove(&id);
         }
         let store_node = node.clone();
+        let answers = node.config.delivery.mode == DeliveryMode::Push;
         let due = tokio::task::spawn_blocking(move || {
-            store_node.store.due_for_delivery(now_millis(), 256)
+            store_node
+                .store
+                .due_for_delivery(now_millis(), 256, answers)
         })
         .await;
         let due = match due {
@@ -185,7 +188,14 @@ async fn deliver(node: &Node, client: &Client<HttpConnector, Full<Bytes>>, url: 
     let opts = &node.config.delivery;
     let request = Request::post(url)
         .header("content-type", "text/xml; charset=utf-8")
-        .header("soapaction", "\"urn:SendResponse\"")
+        .header(
+            "soapaction",
+            if item.outgoing {
+                "\"urn:SendRequest\""
+            } else {
+                "\"urn:SendResponse\""
+            },
+        )
         .body(Full::new(Bytes::from(item.response)));
     let (status, verdict) = match request {
         Err(e) => (

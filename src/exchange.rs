@@ -6,11 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::consumer;
 use crate::delivery::Delivery;
 use crate::node::Node;
 use crate::provider::{self, Reply, Step};
 use crate::soap::reply::{self, Metadata, Participant};
 use crate::soap::{Fault, SmevFault, Version};
+use crate::storage::outbox::{AnswerRecorded, Channel};
 use crate::storage::{self, Inserted};
 
 /// Handles one POSTed SOAP body and counts it. `cpu` bounds the blocking work running at once.
@@ -104,8 +106,106 @@ async fn decide_and_store(
             .into(),
             Err(e) => provider::store_fault(version, &e),
         },
+        Step::Answer {
+            version,
+            to,
+            response_message_id,
+            kind,
+            body,
+        } => {
+            let recorded = node
+                .store
+                .record_answer(to.clone(), response_message_id.clone(), kind, body.clone())
+                .await;
+            match recorded {
+                Ok(AnswerRecorded::Unmatched) => {
+                    tracing::warn!(message_id = %to, "a response answers no request of this node");
+                    Fault::client(
+                        version,
+                        SmevFault::TargetMessageIsNotFound,
+                        "this node sent no request with the MessageID in To",
+                    )
+                    .into()
+                }
+                Ok(recorded) => {
+                    if let AnswerRecorded::New {
+                        message,
+                        channel: Some(channel),
+                        ..
+                    } = &recorded
+                        && channel == Channel::Folder.as_str()
+                    {
+                        hand_back_to_folder(node, *message, &to, &response_message_id, &body).await;
+                    }
+                    answer_ack(node, version, &response_message_id)
+                }
+                Err(e) => provider::store_fault(version, &e),
+            }
+        }
     };
     (operation, reply)
+}
+
+/// `SendResponseResponse`: the answer is stored.
+fn answer_ack(node: &Node, version: Version, response_message_id: &str) -> Reply {
+    let now = storage::rfc3339(storage::now_millis());
+    let metadata = Metadata {
+        message_id: response_message_id,
+        message_type: "RESPONSE",
+        sender: Participant {
+            mnemonic: provider::UNVERIFIED_SENDER,
+            name: "the answering system",
+        },
+        recipient: Participant {
+            mnemonic: &node.config.node.mnemonic,
+            name: &node.config.node.name,
+        },
+        sending_timestamp: &now,
+        delivery_timestamp: &now,
+        status: "responseIsDelivered",
+    };
+    let mut body = Vec::with_capacity(1024);
+    reply::write_send_response_response(&mut body, version, &metadata);
+    Reply::ok(body)
+}
+
+/// Writes the answer into the drop folder's incoming/ (atomically) and records that it was handed back.
+async fn hand_back_to_folder(
+    node: &Arc<Node>,
+    message: i64,
+    to: &str,
+    response_message_id: &str,
+    body: &[u8],
+) {
+    let Some(root) = node.config.consumer.folder.clone() else {
+        return;
+    };
+    let (to, response_id, payload) = (
+        to.to_string(),
+        response_message_id.to_string(),
+        consumer::answer_payload(body),
+    );
+    let written = tokio::task::spawn_blocking(move || {
+        let folder = consumer::Folder::new(&root);
+        folder.create()?;
+        let first = format!("{to}.xml");
+        let name = if folder.incoming.join(&first).exists() {
+            format!("{to}.{response_id}.xml")
+        } else {
+            first
+        };
+        consumer::write_atomically(&folder.incoming, &name, payload.as_bytes())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            if let Err(e) = node.store.mark_handed_back(message).await {
+                tracing::error!("cannot record that an answer was handed back: {e}");
+            }
+        }
+        Ok(Err(e)) => tracing::error!("cannot write an answer into the drop folder: {e}"),
+        Err(e) => tracing::error!("writing an answer panicked: {e}"),
+    }
 }
 
 /// GetResponse: the oldest ready response, leased for `delivery.pull_visibility`.

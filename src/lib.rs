@@ -2,8 +2,10 @@
 //! The library holds every concern; the binary (`src/main.rs`) only calls [`cli::main`].
 
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod consumer;
 pub mod datasource;
 pub mod delivery;
 pub mod diag;

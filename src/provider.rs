@@ -71,6 +71,14 @@ pub enum Step {
         response_message_id: String,
         accepted: bool,
     },
+    /// SendResponse: an answer to one of this node's own requests, to match and store.
+    Answer {
+        version: Version,
+        to: String,
+        response_message_id: String,
+        kind: crate::storage::outbox::AnswerKind,
+        body: Vec<u8>,
+    },
 }
 
 /// Reads one POSTed SOAP body and decides the next step.
@@ -107,14 +115,24 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
             response_message_id: a.message_id.to_string(),
             accepted: a.accepted,
         },
-        Operation::SendResponse(_) => Step::Reply(
-            Fault::client(
+        Operation::SendResponse(r) => {
+            use crate::soap::envelope::ResponseContent;
+            use crate::storage::outbox::AnswerKind;
+            let kind = match r.content {
+                ResponseContent::Primary(_) => AnswerKind::Data,
+                ResponseContent::Rejected(_) => AnswerKind::Rejected,
+                ResponseContent::Status { .. } | ResponseContent::AsyncStatus { .. } => {
+                    AnswerKind::Status
+                }
+            };
+            Step::Answer {
                 version,
-                SmevFault::TargetMessageIsNotFound,
-                "this node has sent no request that this response could answer",
-            )
-            .into(),
-        ),
+                to: r.to.to_string(),
+                response_message_id: r.message_id.to_string(),
+                kind,
+                body: body.to_vec(),
+            }
+        }
     };
     (operation, step)
 }

@@ -55,7 +55,8 @@ pub async fn serve(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu = Arc::new(Semaphore::new(cores * 2));
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let delivery = crate::delivery::spawn(node.clone(), cpu.clone(), stopped);
+    let delivery = crate::delivery::spawn(node.clone(), cpu.clone(), stopped.clone());
+    start_consumer_intake(&node, &stopped).await?;
     let shared = Arc::new(Shared {
         limiter: Arc::new(Semaphore::new(limits.max_concurrent)),
         cpu,
@@ -103,6 +104,38 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// The consumer side's local ways in: the JSON API and the drop folder, when configured.
+async fn start_consumer_intake(
+    node: &Arc<Node>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    if let Some((addr, token)) = node.config.consumer.api.clone() {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(
+            "local API at http://{}/api/requests",
+            listener.local_addr()?
+        );
+        let mut stop = stopped.clone();
+        tokio::spawn(crate::api::serve(
+            node.clone(),
+            listener,
+            token,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+    }
+    if let Some(folder) = node.config.consumer.folder.clone() {
+        tracing::info!("drop folder at {}", folder.display());
+        tokio::spawn(crate::consumer::watch_folder(
+            node.clone(),
+            folder,
+            stopped.clone(),
+        ));
     }
     Ok(())
 }

@@ -165,10 +165,19 @@ fn write_metadata<W: std::io::Write>(w: &mut Writer<W>, m: &Metadata<'_>) -> std
 
 /// `SendRequestResponse`: the acknowledgement that a request is stored.
 pub fn write_send_request_response(out: &mut Vec<u8>, version: Version, metadata: &Metadata<'_>) {
+    write_metadata_envelope(out, version, "ns:SendRequestResponse", metadata);
+}
+
+/// `SendResponseResponse`: the acknowledgement that an answer is stored.
+pub fn write_send_response_response(out: &mut Vec<u8>, version: Version, metadata: &Metadata<'_>) {
+    write_metadata_envelope(out, version, "ns:SendResponseResponse", metadata);
+}
+
+fn write_metadata_envelope(out: &mut Vec<u8>, version: Version, op: &str, metadata: &Metadata<'_>) {
     let mut w = Writer::new(out);
-    let _ = start_envelope(&mut w, version, "ns:SendRequestResponse")
+    let _ = start_envelope(&mut w, version, op)
         .and_then(|()| write_metadata(&mut w, metadata))
-        .and_then(|()| end_envelope(&mut w, "ns:SendRequestResponse"));
+        .and_then(|()| end_envelope(&mut w, op));
 }
 
 /// `GetStatusResponse` for one message; `category` is an InteractionStatusType value.

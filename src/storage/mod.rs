@@ -2,6 +2,7 @@
 //! All writes go through the group-commit writer; reads use their own connections. No SOAP or HTTP here.
 
 pub mod audit;
+pub mod outbox;
 pub mod queue;
 mod schema;
 mod status;
@@ -134,6 +135,8 @@ pub enum Inserted {
 pub struct Due {
     pub id: i64,
     pub message_id: String,
+    /// This node's own request (SendRequest) rather than an answer (SendResponse).
+    pub outgoing: bool,
     pub response: Vec<u8>,
     pub attempts: i64,
     pub created_at: i64,
@@ -321,16 +324,27 @@ impl Store {
         })
     }
 
-    /// Responses whose push delivery is due, oldest first.
-    pub fn due_for_delivery(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+    /// Messages whose push delivery is due, oldest first: answers to incoming requests, and this node's
+    /// own outgoing requests.
+    /// With `answers` false (pull mode), only outgoing requests.
+    pub fn due_for_delivery(
+        &self,
+        now: i64,
+        limit: usize,
+        answers: bool,
+    ) -> Result<Vec<Due>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, response, attempts, created_at, rejected, message_id FROM message
-                  WHERE direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY')
-                    AND response IS NOT NULL AND coalesce(next_attempt_at, 0) <= ?1
+                "SELECT id, CASE direction WHEN 'outgoing' THEN request ELSE response END, attempts, created_at,
+                        rejected, message_id, direction = 'outgoing'
+                   FROM message
+                  WHERE ((?3 AND direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY') AND response IS NOT NULL
+                          AND coalesce(leased_until, 0) <= ?1)
+                      OR (direction = 'outgoing' AND status IN ('QUEUED', 'WAITING_FOR_RETRY')))
+                    AND coalesce(next_attempt_at, 0) <= ?1
                   ORDER BY coalesce(next_attempt_at, 0), id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now, limit as i64], |r| {
+            let rows = stmt.query_map(params![now, limit as i64, answers], |r| {
                 Ok(Due {
                     id: r.get(0)?,
                     message_id: r.get(5)?,
@@ -338,6 +352,7 @@ impl Store {
                     attempts: r.get(2)?,
                     created_at: r.get(3)?,
                     rejected: r.get(4)?,
+                    outgoing: r.get(6)?,
                 })
             })?;
             rows.collect()
@@ -518,21 +533,26 @@ fn record_attempt(
         .execute(params![id, error])?;
     match outcome {
         AttemptOutcome::Delivered => {
-            let rejected: bool = c.query_row(
-                "SELECT rejected FROM message WHERE id = ?1",
+            let (rejected, outgoing): (bool, bool) = c.query_row(
+                "SELECT rejected, direction = 'outgoing' FROM message WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (status, detail) = match (outgoing, rejected) {
+                (true, _) => (Status::Sent, "the gateway accepted the request"),
+                (false, true) => (Status::Rejected, "the gateway acknowledged the rejection"),
+                (false, false) => (Status::Delivered, "the gateway acknowledged the response"),
+            };
+            // An answer may have arrived before the gateway's acknowledgement was recorded: keep it.
+            let current: String = c.query_row(
+                "SELECT status FROM message WHERE id = ?1",
                 params![id],
                 |r| r.get(0),
             )?;
-            set_status(
-                c,
-                id,
-                if rejected {
-                    Status::Rejected
-                } else {
-                    Status::Delivered
-                },
-                Some("the gateway acknowledged the response"),
-            )
+            if outgoing && current != "QUEUED" && current != "WAITING_FOR_RETRY" {
+                return Ok(());
+            }
+            set_status(c, id, status, Some(detail))
         }
         AttemptOutcome::Retry { at, error } => {
             c.prepare_cached("UPDATE message SET next_attempt_at = ?2 WHERE id = ?1")?

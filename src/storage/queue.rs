@@ -135,8 +135,12 @@ impl Store {
                 super::audit::append(c, None, "ADMIN_RETRY", Some("nothing to retry"))?;
             }
             for id in &ids {
-                let has_response: bool = c.query_row("SELECT response IS NOT NULL FROM message WHERE id = ?1", params![id], |r| r.get(0))?;
-                let to = if has_response { Status::WaitingForRetry } else { Status::Received };
+let sendable: bool = c.query_row(
+                    "SELECT response IS NOT NULL OR direction = 'outgoing' FROM message WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )?;
+                let to = if sendable { Status::WaitingForRetry } else { Status::Received };
                 c.execute("UPDATE message SET status = ?2, next_attempt_at = ?3, attempts = 0, updated_at = ?3 WHERE id = ?1", params![id, to.as_str(), now])?;
                 super::history(c, *id, to, now, Some("retried by an operator"))?;
             }

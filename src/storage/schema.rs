@@ -65,6 +65,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit journal is append-only'); END;
     "#,
+    // 3: this node's own requests: recipients, the channel they came in by, and their answers (one per
+    // answering agency when the gateway fans out).
+    r#"
+    ALTER TABLE message ADD COLUMN recipient TEXT;
+    ALTER TABLE message ADD COLUMN channel TEXT;
+    ALTER TABLE message ADD COLUMN channel_ref TEXT;
+    CREATE TABLE answer (
+        id                  INTEGER PRIMARY KEY,
+        message             INTEGER NOT NULL REFERENCES message (id) ON DELETE CASCADE,
+        response_message_id TEXT NOT NULL,
+        kind                TEXT NOT NULL CHECK (kind IN ('data', 'rejected', 'status')),
+        body                BLOB NOT NULL,
+        received_at         INTEGER NOT NULL,
+        handed_back         INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (message, response_message_id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
