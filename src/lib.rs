@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod datasource;
 pub mod diag;
+pub mod dsig;
 pub mod mapping;
 pub mod node;
 pub mod provider;

@@ -1,0 +1,205 @@
+//! Owns the XMLDSig algorithm identifiers (digest, signature, transforms) and the streaming digest sink.
+//! Must not parse XML or touch keys beyond mapping algorithms to OpenSSL/RustCrypto primitives.
+
+use std::io::Write;
+
+use openssl::hash::{Hasher, MessageDigest};
+
+use super::DsigError;
+
+pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+pub const XPATH: &str = "http://www.w3.org/TR/1999/REC-xpath-19991116";
+
+/// Reference digest algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DigestAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+    /// GOST R 34.11-2012 256 bit (Streebog-256).
+    Gost256,
+    /// GOST R 34.11-2012 512 bit (Streebog-512).
+    Gost512,
+}
+
+impl DigestAlg {
+    pub fn from_uri(uri: &str) -> Result<Self, DsigError> {
+        Ok(match uri {
+            "http://www.w3.org/2001/04/xmlenc#sha256" => DigestAlg::Sha256,
+            "http://www.w3.org/2001/04/xmldsig-more#sha384" => DigestAlg::Sha384,
+            "http://www.w3.org/2001/04/xmlenc#sha512" => DigestAlg::Sha512,
+            "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-256"
+            | "http://www.w3.org/2001/04/xmldsig-more#gostr34112012-256" => DigestAlg::Gost256,
+            "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-512"
+            | "http://www.w3.org/2001/04/xmldsig-more#gostr34112012-512" => DigestAlg::Gost512,
+            other => return Err(DsigError::UnsupportedAlgorithm(other.to_owned())),
+        })
+    }
+
+    pub fn uri(self) -> &'static str {
+        match self {
+            DigestAlg::Sha256 => "http://www.w3.org/2001/04/xmlenc#sha256",
+            DigestAlg::Sha384 => "http://www.w3.org/2001/04/xmldsig-more#sha384",
+            DigestAlg::Sha512 => "http://www.w3.org/2001/04/xmlenc#sha512",
+            DigestAlg::Gost256 => "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-256",
+            DigestAlg::Gost512 => "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34112012-512",
+        }
+    }
+
+    /// A fresh streaming sink for this digest.
+    pub fn sink(self) -> Result<DigestSink, DsigError> {
+        DigestSink::new(self)
+    }
+}
+
+/// Signature algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureAlg {
+    EcdsaSha256,
+    EcdsaSha384,
+    EcdsaSha512,
+    RsaSha256,
+    /// RSASSA-PSS, SHA-256, MGF1-SHA-256, salt length 32 (RFC 6931).
+    RsaPssSha256,
+    /// GOST R 34.10-2012 with GOST R 34.11-2012 256 (needs the OpenSSL GOST engine).
+    Gost2012_256,
+    /// GOST R 34.10-2012 with GOST R 34.11-2012 512 (needs the OpenSSL GOST engine).
+    Gost2012_512,
+}
+
+impl SignatureAlg {
+    pub fn from_uri(uri: &str) -> Result<Self, DsigError> {
+        Ok(match uri {
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => SignatureAlg::EcdsaSha256,
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384" => SignatureAlg::EcdsaSha384,
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512" => SignatureAlg::EcdsaSha512,
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => SignatureAlg::RsaSha256,
+            "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1" => SignatureAlg::RsaPssSha256,
+            "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256"
+            | "http://www.w3.org/2001/04/xmldsig-more#gostr34102012-gostr34112012-256" => {
+                SignatureAlg::Gost2012_256
+            }
+            "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-512"
+            | "http://www.w3.org/2001/04/xmldsig-more#gostr34102012-gostr34112012-512" => {
+                SignatureAlg::Gost2012_512
+            }
+            other => return Err(DsigError::UnsupportedAlgorithm(other.to_owned())),
+        })
+    }
+
+    pub fn uri(self) -> &'static str {
+        match self {
+            SignatureAlg::EcdsaSha256 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+            SignatureAlg::EcdsaSha384 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+            SignatureAlg::EcdsaSha512 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+            SignatureAlg::RsaSha256 => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            SignatureAlg::RsaPssSha256 => "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1",
+            SignatureAlg::Gost2012_256 => {
+                "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256"
+            }
+            SignatureAlg::Gost2012_512 => {
+                "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-512"
+            }
+        }
+    }
+
+    /// The hash OpenSSL applies; GOST is refused here (engine not wired in this module).
+    pub(crate) fn message_digest(self) -> Result<MessageDigest, DsigError> {
+        match self {
+            SignatureAlg::EcdsaSha256 | SignatureAlg::RsaSha256 | SignatureAlg::RsaPssSha256 => {
+                Ok(MessageDigest::sha256())
+            }
+            SignatureAlg::EcdsaSha384 => Ok(MessageDigest::sha384()),
+            SignatureAlg::EcdsaSha512 => Ok(MessageDigest::sha512()),
+            SignatureAlg::Gost2012_256 | SignatureAlg::Gost2012_512 => {
+                Err(DsigError::GostUnavailable)
+            }
+        }
+    }
+
+    pub(crate) fn is_ecdsa(self) -> bool {
+        matches!(
+            self,
+            SignatureAlg::EcdsaSha256 | SignatureAlg::EcdsaSha384 | SignatureAlg::EcdsaSha512
+        )
+    }
+}
+
+enum SinkInner {
+    Openssl(Hasher),
+    Streebog256(streebog::Streebog256),
+    Streebog512(streebog::Streebog512),
+}
+
+/// A `Write` that digests what canonicalization streams into it, batching the many small
+/// writes into one buffer before they reach the hash.
+pub struct DigestSink {
+    inner: SinkInner,
+    buf: Vec<u8>,
+}
+
+const SINK_BUF: usize = 4096;
+
+impl DigestSink {
+    pub fn new(alg: DigestAlg) -> Result<Self, DsigError> {
+        let inner = match alg {
+            DigestAlg::Sha256 => SinkInner::Openssl(Hasher::new(MessageDigest::sha256())?),
+            DigestAlg::Sha384 => SinkInner::Openssl(Hasher::new(MessageDigest::sha384())?),
+            DigestAlg::Sha512 => SinkInner::Openssl(Hasher::new(MessageDigest::sha512())?),
+            DigestAlg::Gost256 => SinkInner::Streebog256(Default::default()),
+            DigestAlg::Gost512 => SinkInner::Streebog512(Default::default()),
+        };
+        Ok(DigestSink {
+            inner,
+            buf: Vec::with_capacity(SINK_BUF),
+        })
+    }
+
+    fn hash(inner: &mut SinkInner, data: &[u8]) -> std::io::Result<()> {
+        use streebog::Digest;
+        match inner {
+            SinkInner::Openssl(h) => h.update(data).map_err(std::io::Error::other)?,
+            SinkInner::Streebog256(h) => h.update(data),
+            SinkInner::Streebog512(h) => h.update(data),
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            Self::hash(&mut self.inner, &self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// The digest of everything written.
+    pub fn finish(mut self) -> Result<Vec<u8>, DsigError> {
+        use streebog::Digest;
+        self.drain()?;
+        Ok(match self.inner {
+            SinkInner::Openssl(mut h) => h.finish()?.to_vec(),
+            SinkInner::Streebog256(h) => h.finalize().to_vec(),
+            SinkInner::Streebog512(h) => h.finalize().to_vec(),
+        })
+    }
+}
+
+impl Write for DigestSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > SINK_BUF {
+            self.drain()?;
+            if data.len() >= SINK_BUF {
+                Self::hash(&mut self.inner, data)?;
+                return Ok(data.len());
+            }
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! Owns XMLDSig signing and verification of one same-document Reference (SMEV 3 profile: exc-c14n, SMEV transform, enveloped-signature; ECDSA/RSA via OpenSSL).
+//! Must not parse transport framing, choose trust policy beyond an optional X509 store, or accept a Reference that resolves to anything but exactly one element.
+
+pub mod algorithms;
+mod sign;
+mod verify;
+
+pub use algorithms::{DSIG_NS, DigestAlg, DigestSink, SignatureAlg};
+pub use sign::{SignOptions, SigningKey, insert_as_last_child, sign_element};
+pub use verify::{
+    KeySource, ReferenceCheck, Verified, check_reference, public_key_from_pem, resolve_id, verify,
+};
+
+use crate::xml::c14n::C14nError;
+use crate::xml::smev_transform::SmevTransformError;
+
+/// Errors raised while signing or verifying.
+#[derive(Debug, thiserror::Error)]
+pub enum DsigError {
+    #[error("unsupported algorithm `{0}`")]
+    UnsupportedAlgorithm(String),
+    #[error("GOST R 34.10-2012 signatures need the OpenSSL GOST engine, which is not available")]
+    GostUnavailable,
+    #[error("malformed signature: {0}")]
+    Malformed(String),
+    #[error("reference `{0}` resolves to no element")]
+    ReferenceNotFound(String),
+    #[error("reference `{id}` resolves to {count} elements (signature wrapping?)")]
+    AmbiguousReference { id: String, count: usize },
+    #[error("unsupported reference URI `{0}`")]
+    UnsupportedUri(String),
+    #[error("unsupported transform chain: {0}")]
+    UnsupportedTransforms(String),
+    #[error("digest of the referenced data does not match DigestValue")]
+    DigestMismatch,
+    #[error("SignatureValue does not verify")]
+    BadSignature,
+    #[error("no verification key: KeyInfo carries no X509Certificate")]
+    NoKey,
+    #[error("key does not fit the algorithm: {0}")]
+    KeyMismatch(String),
+    #[error("certificate not trusted: {0}")]
+    Untrusted(String),
+    #[error(transparent)]
+    C14n(#[from] C14nError),
+    #[error(transparent)]
+    Smev(#[from] SmevTransformError),
+    #[error("openssl: {0}")]
+    Openssl(#[from] openssl::error::ErrorStack),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn malformed(what: impl Into<String>) -> DsigError {
+    DsigError::Malformed(what.into())
+}
+
+/// Decodes base64 element content, ignoring whitespace (line breaks are common).
+pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, DsigError> {
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(malformed("empty base64 value"));
+    }
+    openssl::base64::decode_block(&compact).map_err(|_| malformed("invalid base64 value"))
+}

@@ -1,0 +1,415 @@
+//! Owns XMLDSig verification: SignedInfo parsing, Id resolution (exactly one element), the reference digest and the SignatureValue check.
+//! Must not decide trust beyond an optional caller-supplied X509 store, nor follow external or XPointer URIs.
+
+use openssl::bn::BigNum;
+use openssl::ecdsa::EcdsaSig;
+use openssl::pkey::{Id, PKey, PKeyRef, Public};
+use openssl::rsa::Padding;
+use openssl::sign::{RsaPssSaltlen, Verifier};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreRef;
+use openssl::x509::{X509, X509StoreContext};
+use roxmltree::{Document, Node, NodeId};
+
+use super::algorithms::{DSIG_NS, DigestAlg, ENVELOPED, SignatureAlg, XPATH};
+use super::{DsigError, decode_base64, malformed};
+use crate::xml::c14n::{self, Algorithm, Options};
+use crate::xml::smev_transform;
+
+const EXC_NS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+
+/// Where the verification key comes from.
+pub enum KeySource<'k> {
+    /// The first `KeyInfo/X509Data/X509Certificate`; with a store, it must chain to it
+    /// (other X509Certificate elements serve as untrusted intermediates).
+    KeyInfo { trust: Option<&'k X509StoreRef> },
+    /// A key known out of band (KeyInfo is ignored).
+    Key(&'k PKeyRef<Public>),
+}
+
+/// A successful verification.
+#[derive(Debug)]
+pub struct Verified {
+    /// The element the Reference covers (`None` for `URI=""`, the whole document).
+    pub element: Option<NodeId>,
+    /// The KeyInfo certificate used, if any.
+    pub certificate: Option<X509>,
+    pub signature_alg: SignatureAlg,
+    pub digest_alg: DigestAlg,
+}
+
+/// The outcome of the reference check alone (digest matched).
+#[derive(Debug, Clone, Copy)]
+pub struct ReferenceCheck {
+    pub element: Option<NodeId>,
+    pub digest_alg: DigestAlg,
+}
+
+/// Finds the single element whose `Id`/`ID`/`id` attribute (any namespace) equals `id`.
+/// Zero or several matches are errors: several means someone may be wrapping the signature.
+pub fn resolve_id<'a, 'i>(doc: &'a Document<'i>, id: &str) -> Result<Node<'a, 'i>, DsigError> {
+    let mut found = None;
+    let mut count = 0usize;
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        if n.attributes()
+            .any(|a| matches!(a.name(), "Id" | "ID" | "id") && a.value() == id)
+        {
+            count += 1;
+            found.get_or_insert(n);
+        }
+    }
+    match (count, found) {
+        (1, Some(n)) => Ok(n),
+        (0, _) | (_, None) => Err(DsigError::ReferenceNotFound(id.to_owned())),
+        (count, _) => Err(DsigError::AmbiguousReference {
+            id: id.to_owned(),
+            count,
+        }),
+    }
+}
+
+fn children<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+    node.children().filter(|c| c.is_element())
+}
+
+fn expect_child<'a, 'i>(
+    it: &mut impl Iterator<Item = Node<'a, 'i>>,
+    local: &str,
+) -> Result<Node<'a, 'i>, DsigError> {
+    match it.next() {
+        Some(n) if n.has_tag_name((DSIG_NS, local)) => Ok(n),
+        Some(n) => Err(malformed(format!(
+            "expected ds:{local}, found {}",
+            n.tag_name().name()
+        ))),
+        None => Err(malformed(format!("missing ds:{local}"))),
+    }
+}
+
+fn algorithm<'a>(node: Node<'a, '_>) -> Result<&'a str, DsigError> {
+    node.attribute("Algorithm")
+        .ok_or_else(|| malformed(format!("{} without Algorithm", node.tag_name().name())))
+}
+
+/// InclusiveNamespaces PrefixList under a c14n method/transform element.
+fn prefix_list<'a>(node: Node<'a, '_>) -> Vec<&'a str> {
+    children(node)
+        .find(|c| c.has_tag_name((EXC_NS, "InclusiveNamespaces")))
+        .and_then(|c| c.attribute("PrefixList"))
+        .map(|l| c14n::split_prefix_list(l).collect())
+        .unwrap_or_default()
+}
+
+struct SignedInfo<'a, 'i> {
+    node: Node<'a, 'i>,
+    c14n: (Algorithm, bool),
+    c14n_prefixes: Vec<&'a str>,
+    signature_alg: SignatureAlg,
+    reference: Node<'a, 'i>,
+}
+
+fn parse_signed_info<'a, 'i>(signature: Node<'a, 'i>) -> Result<SignedInfo<'a, 'i>, DsigError> {
+    if !signature.has_tag_name((DSIG_NS, "Signature")) {
+        return Err(malformed("not a ds:Signature element"));
+    }
+    let mut kids = children(signature);
+    let node = expect_child(&mut kids, "SignedInfo")?;
+    let mut si = children(node);
+    let cm = expect_child(&mut si, "CanonicalizationMethod")?;
+    let c14n = Algorithm::from_uri(algorithm(cm)?)?;
+    let sm = expect_child(&mut si, "SignatureMethod")?;
+    let signature_alg = SignatureAlg::from_uri(algorithm(sm)?)?;
+    let reference = expect_child(&mut si, "Reference")?;
+    if si.next().is_some() {
+        return Err(DsigError::UnsupportedTransforms(
+            "exactly one ds:Reference is supported".into(),
+        ));
+    }
+    Ok(SignedInfo {
+        node,
+        c14n,
+        c14n_prefixes: prefix_list(cm),
+        signature_alg,
+        reference,
+    })
+}
+
+/// Checks that `xpath` is `not(ancestor-or-self::P:Signature)` with P bound to the dsig namespace.
+fn is_not_signature_xpath(xpath_el: Node<'_, '_>) -> bool {
+    let text: String = xpath_el
+        .text()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let Some(qname) = text
+        .strip_prefix("not(ancestor-or-self::")
+        .and_then(|r| r.strip_suffix(')'))
+    else {
+        return false;
+    };
+    match qname.split_once(':') {
+        Some((p, "Signature")) => xpath_el.lookup_namespace_uri(Some(p)) == Some(DSIG_NS),
+        _ => false,
+    }
+}
+
+/// Resolves the Reference, runs its transforms straight into the digest and compares with
+/// DigestValue. Returns the covered element (exactly one, or the document for `URI=""`).
+pub fn check_reference(
+    doc: &Document<'_>,
+    signature: Node<'_, '_>,
+) -> Result<ReferenceCheck, DsigError> {
+    let si = parse_signed_info(signature)?;
+    check_parsed_reference(doc, signature, &si)
+}
+
+fn check_parsed_reference(
+    doc: &Document<'_>,
+    signature: Node<'_, '_>,
+    si: &SignedInfo<'_, '_>,
+) -> Result<ReferenceCheck, DsigError> {
+    let reference = si.reference;
+    let uri = reference
+        .attribute("URI")
+        .ok_or_else(|| DsigError::UnsupportedUri("(absent)".into()))?;
+    let (apex, element) = if uri.is_empty() {
+        (doc.root(), None)
+    } else if let Some(id) = uri
+        .strip_prefix('#')
+        .filter(|id| !id.starts_with("xpointer("))
+    {
+        let n = resolve_id(doc, id)?;
+        (n, Some(n.id()))
+    } else {
+        return Err(DsigError::UnsupportedUri(uri.to_owned()));
+    };
+
+    let mut rk = children(reference).peekable();
+    let mut exclude_signature = false;
+    let mut xpath_filter = false;
+    let mut c14n: Option<((Algorithm, bool), Vec<&str>)> = None;
+    let mut smev = false;
+    if rk
+        .peek()
+        .is_some_and(|n| n.has_tag_name((DSIG_NS, "Transforms")))
+    {
+        let transforms = rk.next().ok_or_else(|| malformed("Transforms"))?;
+        for t in children(transforms) {
+            if !t.has_tag_name((DSIG_NS, "Transform")) {
+                return Err(malformed("unexpected element in ds:Transforms"));
+            }
+            let alg = algorithm(t)?;
+            let after_octets = c14n.is_some();
+            match alg {
+                ENVELOPED if !after_octets => exclude_signature = true,
+                XPATH if !after_octets => {
+                    let ok = children(t)
+                        .find(|c| c.has_tag_name((DSIG_NS, "XPath")))
+                        .is_some_and(is_not_signature_xpath);
+                    if !ok {
+                        return Err(DsigError::UnsupportedTransforms(
+                            "only the XPath not(ancestor-or-self::ds:Signature) is supported"
+                                .into(),
+                        ));
+                    }
+                    exclude_signature = true;
+                    xpath_filter = true;
+                }
+                smev_transform::ALGORITHM if after_octets && !smev => smev = true,
+                _ => match Algorithm::from_uri(alg) {
+                    Ok(a) if !after_octets => c14n = Some((a, prefix_list(t))),
+                    Ok(_) => {
+                        return Err(DsigError::UnsupportedTransforms(
+                            "two canonicalizations in one chain".into(),
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(DsigError::UnsupportedTransforms(format!(
+                            "transform `{alg}` at this position"
+                        )));
+                    }
+                },
+            }
+        }
+    }
+    let dm = expect_child(&mut rk, "DigestMethod")?;
+    let digest_alg = DigestAlg::from_uri(algorithm(dm)?)?;
+    let dv = expect_child(&mut rk, "DigestValue")?;
+    let expected = decode_base64(dv.text().unwrap_or(""))?;
+
+    if xpath_filter {
+        // The XPath drops every ds:Signature; we only drop this one, so there must be no other.
+        let others = apex
+            .descendants()
+            .filter(|n| n.has_tag_name((DSIG_NS, "Signature")) && *n != signature)
+            .filter(|n| !n.ancestors().any(|a| a == signature))
+            .count();
+        if others > 0 {
+            return Err(DsigError::UnsupportedTransforms(
+                "XPath filter over several ds:Signature elements".into(),
+            ));
+        }
+    }
+    let exclude = exclude_signature.then(|| signature.id());
+
+    // Same-document references drop comments whatever the c14n method says.
+    let mut sink = digest_alg.sink()?;
+    match c14n {
+        Some(((Algorithm::ExcC14n, _), _)) if smev => {
+            // transform(exc-c14n(x)) is computed straight from the tree.
+            smev_transform::transform(apex, exclude, &mut sink)?;
+        }
+        Some(((alg, _), prefixes)) if smev => {
+            let opts = Options {
+                algorithm: alg,
+                with_comments: false,
+                inclusive_prefixes: &prefixes,
+            };
+            let octets = c14n::canonicalize_to_vec(apex, &opts, exclude)?;
+            let text =
+                String::from_utf8(octets).map_err(|_| malformed("canonical form is not UTF-8"))?;
+            smev_transform::transform_xml(&text, &mut sink)?;
+        }
+        Some(((alg, _), prefixes)) => {
+            let opts = Options {
+                algorithm: alg,
+                with_comments: false,
+                inclusive_prefixes: &prefixes,
+            };
+            c14n::canonicalize(apex, &opts, exclude, &mut sink)?;
+        }
+        None => {
+            let opts = Options::new(Algorithm::C14n10, false);
+            c14n::canonicalize(apex, &opts, exclude, &mut sink)?;
+        }
+    }
+    let actual = sink.finish()?;
+    if actual.len() != expected.len() || !openssl::memcmp::eq(&actual, &expected) {
+        return Err(DsigError::DigestMismatch);
+    }
+    Ok(ReferenceCheck {
+        element,
+        digest_alg,
+    })
+}
+
+/// Verifies `signature` (a ds:Signature element of `doc`): the single Reference must resolve to
+/// exactly one element and digest correctly, and SignatureValue must verify over the
+/// canonical SignedInfo. Returns the covered element's node id for the caller to process.
+pub fn verify(
+    doc: &Document<'_>,
+    signature: Node<'_, '_>,
+    keys: &KeySource<'_>,
+) -> Result<Verified, DsigError> {
+    let si = parse_signed_info(signature)?;
+    // Refuse GOST before doing any work when no engine is wired in.
+    si.signature_alg.message_digest()?;
+    let mut kids = children(signature);
+    let _ = kids.next(); // SignedInfo
+    let sv = expect_child(&mut kids, "SignatureValue")?;
+    let signature_value = decode_base64(sv.text().unwrap_or(""))?;
+    let key_info = kids.find(|n| n.has_tag_name((DSIG_NS, "KeyInfo")));
+
+    let reference = check_parsed_reference(doc, signature, &si)?;
+
+    let opts = Options {
+        algorithm: si.c14n.0,
+        with_comments: si.c14n.1,
+        inclusive_prefixes: &si.c14n_prefixes,
+    };
+    let signed_info = c14n::canonicalize_to_vec(si.node, &opts, None)?;
+
+    let (certificate, owned_key);
+    let key: &PKeyRef<Public> = match keys {
+        KeySource::Key(k) => {
+            certificate = None;
+            k
+        }
+        KeySource::KeyInfo { trust } => {
+            let ki = key_info.ok_or(DsigError::NoKey)?;
+            let mut certs = ki
+                .descendants()
+                .filter(|n| n.has_tag_name((DSIG_NS, "X509Certificate")))
+                .map(|n| {
+                    decode_base64(n.text().unwrap_or(""))
+                        .and_then(|der| X509::from_der(&der).map_err(DsigError::from))
+                });
+            let cert = certs.next().ok_or(DsigError::NoKey)??;
+            if let Some(store) = trust {
+                let mut chain = Stack::new()?;
+                for c in certs {
+                    chain.push(c?)?;
+                }
+                let mut ctx = X509StoreContext::new()?;
+                let ok = ctx.init(store, &cert, &chain, |c| {
+                    let ok = c.verify_cert()?;
+                    Ok(if ok { None } else { Some(c.error()) })
+                })?;
+                if let Some(err) = ok {
+                    return Err(DsigError::Untrusted(err.error_string().to_owned()));
+                }
+            }
+            owned_key = cert.public_key()?;
+            certificate = Some(cert);
+            &owned_key
+        }
+    };
+    verify_signature_value(si.signature_alg, key, &signed_info, &signature_value)?;
+    Ok(Verified {
+        element: reference.element,
+        certificate,
+        signature_alg: si.signature_alg,
+        digest_alg: reference.digest_alg,
+    })
+}
+
+fn verify_signature_value(
+    alg: SignatureAlg,
+    key: &PKeyRef<Public>,
+    data: &[u8],
+    sig: &[u8],
+) -> Result<(), DsigError> {
+    let md = alg.message_digest()?;
+    let ok = if alg.is_ecdsa() {
+        if key.id() != Id::EC {
+            return Err(DsigError::KeyMismatch("ECDSA needs an EC key".into()));
+        }
+        let ec = key.ec_key()?;
+        let n = (ec.group().degree() as usize).div_ceil(8);
+        if sig.len() != 2 * n {
+            return Err(DsigError::BadSignature);
+        }
+        let r = BigNum::from_slice(&sig[..n])?;
+        let s = BigNum::from_slice(&sig[n..])?;
+        let der = EcdsaSig::from_private_components(r, s)?.to_der()?;
+        let mut v = Verifier::new(md, key)?;
+        v.verify_oneshot(&der, data).unwrap_or(false)
+    } else {
+        if key.id() != Id::RSA {
+            return Err(DsigError::KeyMismatch(
+                "RSA signature needs an RSA key".into(),
+            ));
+        }
+        let mut v = Verifier::new(md, key)?;
+        if alg == SignatureAlg::RsaPssSha256 {
+            v.set_rsa_padding(Padding::PKCS1_PSS)?;
+            v.set_rsa_mgf1_md(md)?;
+            v.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
+        }
+        v.verify_oneshot(sig, data).unwrap_or(false)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DsigError::BadSignature)
+    }
+}
+
+/// Parses a PEM public key or certificate into a verification key (test and config helper).
+pub fn public_key_from_pem(pem: &[u8]) -> Result<PKey<Public>, DsigError> {
+    match PKey::public_key_from_pem(pem) {
+        Ok(k) => Ok(k),
+        Err(_) => Ok(X509::from_pem(pem)?.public_key()?),
+    }
+}
