@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use smev_adapter::dsig::{
-    DSIG_NS, DigestAlg, DsigError, KeySource, SignOptions, SignatureAlg, SigningKey,
-    check_reference, insert_as_last_child, public_key_from_pem, resolve_id, sign_element, verify,
-};
 use openssl::pkey::PKey;
 use openssl::x509::X509;
-use openssl::x509::store::{X509Store, X509StoreBuilder};
 use roxmltree::{Document, Node};
+use smev_adapter::dsig::{
+    Crypto, DSIG_NS, DigestAlg, DsigError, Expect, KeySource, SignOptions, SignatureAlg,
+    SigningKey, TrustStore, insert_as_last_child, public_key_from_bytes, resolve_id,
+    sign_element, verify,
+};
 
 fn vectors_dir() -> PathBuf {
     let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
@@ -36,13 +36,20 @@ fn read(p: impl AsRef<Path>) -> Vec<u8> {
     std::fs::read(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
 }
 
-fn store() -> X509Store {
-    let mut b = X509StoreBuilder::new().expect("store");
-    b.add_cert(X509::from_pem(&read(keys().join("cacert.pem"))).expect("ca"))
-        .expect("add");
-    b.add_cert(X509::from_pem(&read(keys().join("ca2cert.pem"))).expect("ca2"))
-        .expect("add");
-    b.build()
+fn crypto() -> Crypto {
+    Crypto::load()
+}
+
+fn store() -> TrustStore {
+    TrustStore::from_files(
+        &[keys().join("cacert.pem"), keys().join("ca2cert.pem")],
+        crypto(),
+    )
+    .expect("trust store")
+}
+
+fn public_key_from_pem(pem: &[u8]) -> openssl::pkey::PKey<openssl::pkey::Public> {
+    public_key_from_bytes(pem, &crypto()).expect("public key")
 }
 
 fn signature_of<'a, 'i>(doc: &'a Document<'i>) -> Node<'a, 'i> {
@@ -86,24 +93,19 @@ fn aleksey_vectors() {
         let sig = signature_of(&doc);
         let v = match key {
             Some(k) => {
-                let pk = public_key_from_pem(&read(keys().join(k))).expect("key");
-                verify(&doc, sig, &KeySource::Key(&pk))
+                let pk = public_key_from_pem(&read(keys().join(k)));
+                verify(&doc, sig, Expect::Document, &KeySource::Key(&pk, crypto()))
             }
-            None => verify(
-                &doc,
-                sig,
-                &KeySource::KeyInfo {
-                    trust: Some(&trust),
-                },
-            ),
+            None => verify(&doc, sig, Expect::Document, &KeySource::Trusted(&trust)),
         };
         let v = v.unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert!(v.element.is_none(), "{case}: URI=\"\" covers the document");
+        assert!(v.element.is_document(), "{case}: URI=\"\" covers the document");
+        assert!(!v.weak, "{case}: not weak");
         // Tampering with the signed data must break the digest.
         let tampered = xml.replace("Hello, World!", "Hello, World?");
         let tdoc = Document::parse(&tampered).expect("parse");
         let pk = match key {
-            Some(k) => public_key_from_pem(&read(keys().join(k))).expect("key"),
+            Some(k) => public_key_from_pem(&read(keys().join(k))),
             None => v
                 .certificate
                 .as_ref()
@@ -113,59 +115,58 @@ fn aleksey_vectors() {
         };
         assert!(
             matches!(
-                verify(&tdoc, signature_of(&tdoc), &KeySource::Key(&pk)),
+                verify(
+                    &tdoc,
+                    signature_of(&tdoc),
+                    Expect::Document,
+                    &KeySource::Key(&pk, crypto())
+                ),
                 Err(DsigError::DigestMismatch)
             ),
             "{case}: tampering not detected"
         );
     }
 
-    // GOST: the reference digest (Streebog) is checked; the signature needs the GOST engine.
-    for case in ["enveloped-gost2012-256", "enveloped-gost2012-512"] {
-        let xml = aleksey(case);
-        let doc = Document::parse(&xml).expect("parse");
-        let sig = signature_of(&doc);
-        let r = check_reference(&doc, sig).unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert!(matches!(
-            r.digest_alg,
-            DigestAlg::Gost256 | DigestAlg::Gost512
-        ));
-        assert!(
-            matches!(
-                verify(&doc, sig, &KeySource::KeyInfo { trust: None }),
-                Err(DsigError::GostUnavailable)
-            ),
-            "{case}: GOST signature must be reported as unavailable"
-        );
-    }
+    // GOST 2012-256/512 verify in tests/dsig_gost.rs (they need the engine).
 
-    // RSA-SHA1 / SHA-1 digests are refused by policy.
+    // RSA-SHA1 / SHA-1 digest: verifies, flagged weak.
     let xml = aleksey("enveloped-sha1-rsa-sha1");
     let doc = Document::parse(&xml).expect("parse");
+    let pk = public_key_from_pem(&read(keys().join("rsa/rsa-4096-pubkey.pem")));
+    let v = verify(
+        &doc,
+        signature_of(&doc),
+        Expect::Document,
+        &KeySource::Key(&pk, crypto()),
+    )
+    .expect("RSA-SHA1 verifies");
+    assert!(v.weak, "SHA-1 must be flagged weak");
+    assert_eq!(v.signature_alg, SignatureAlg::RsaSha1);
+    assert_eq!(v.digest_alg, DigestAlg::Sha1);
+    let tampered = xml.replace("Hello, World!", "Hello, World?");
+    let tdoc = Document::parse(&tampered).expect("parse");
     assert!(matches!(
         verify(
-            &doc,
-            signature_of(&doc),
-            &KeySource::KeyInfo { trust: None }
+            &tdoc,
+            signature_of(&tdoc),
+            Expect::Document,
+            &KeySource::Key(&pk, crypto())
         ),
-        Err(DsigError::UnsupportedAlgorithm(_))
+        Err(DsigError::DigestMismatch)
     ));
-    eprintln!(
-        "aleksey-xmldsig-01: 4 verified (ECDSA-256/384/512, RSA-PSS), 2 GOST digest-only, 1 SHA-1 refused"
-    );
 }
 
 fn ec_key() -> SigningKey {
     let key =
         PKey::private_key_from_pem(&read(keys().join("ec/ec-prime256v1-key.pem"))).expect("k");
     let cert = X509::from_pem(&read(keys().join("ec/ec-prime256v1-cert.pem"))).expect("c");
-    SigningKey::new(key, &cert, SignatureAlg::EcdsaSha256).expect("signing key")
+    SigningKey::new(key, &cert, SignatureAlg::EcdsaSha256, crypto()).expect("signing key")
 }
 
 fn rsa_key(alg: SignatureAlg) -> SigningKey {
     let key = PKey::private_key_from_pem(&read(keys().join("rsa/rsa-4096-key.pem"))).expect("k");
     let cert = X509::from_pem(&read(keys().join("rsa/rsa-4096-cert.pem"))).expect("c");
-    SigningKey::new(key, &cert, alg).expect("signing key")
+    SigningKey::new(key, &cert, alg, crypto()).expect("signing key")
 }
 
 const SMEV_DOC: &str = r#"<S:Envelope xmlns:S="http://schemas.xmlsoap.org/soap/envelope/"><S:Body><ns1:SendRequestRequest xmlns:ns1="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2">
@@ -223,16 +224,24 @@ fn sign_verify_round_trip() {
         let signed = sign_detached(SMEV_DOC, key, opts);
         let doc = Document::parse(&signed).expect("parse signed");
         let sig = signature_of(&doc);
-        let v = verify(
-            &doc,
-            sig,
-            &KeySource::KeyInfo {
-                trust: Some(&trust),
-            },
-        )
-        .unwrap_or_else(|e| panic!("{opts:?}: {e}\n{signed}"));
-        let el = doc.get_node(v.element.expect("element")).expect("node");
-        assert_eq!(el.attribute("Id"), Some("SIGNED_BY_CONSUMER"));
+        let target = resolve_id(&doc, "SIGNED_BY_CONSUMER").expect("target");
+        let v = verify(&doc, sig, Expect::Element(target), &KeySource::Trusted(&trust))
+            .unwrap_or_else(|e| panic!("{opts:?}: {e}\n{signed}"));
+        assert_eq!(v.element.node(), target);
+        assert_eq!(v.element.node().attribute("Id"), Some("SIGNED_BY_CONSUMER"));
+        // The signature must cover the element the caller goes on to process.
+        let other = doc
+            .descendants()
+            .find(|n| n.tag_name().name() == "MessageID")
+            .expect("MessageID");
+        assert!(matches!(
+            verify(&doc, sig, Expect::Element(other), &KeySource::Trusted(&trust)),
+            Err(DsigError::WrongTarget(_))
+        ));
+        assert!(matches!(
+            verify(&doc, sig, Expect::Document, &KeySource::Trusted(&trust)),
+            Err(DsigError::WrongTarget(_))
+        ));
 
         // Tampered content.
         let bad = signed.replace("Иванов", "Петров");
@@ -241,7 +250,8 @@ fn sign_verify_round_trip() {
             verify(
                 &bdoc,
                 signature_of(&bdoc),
-                &KeySource::KeyInfo { trust: None }
+                Expect::AnyElement,
+                &KeySource::Untrusted(crypto())
             ),
             Err(DsigError::DigestMismatch)
         ));
@@ -255,7 +265,8 @@ fn sign_verify_round_trip() {
             verify(
                 &wdoc,
                 signature_of(&wdoc),
-                &KeySource::KeyInfo { trust: None }
+                Expect::AnyElement,
+                &KeySource::Untrusted(crypto())
             ),
             Err(DsigError::AmbiguousReference { count: 2, .. })
         ));
@@ -272,26 +283,24 @@ fn sign_verify_round_trip() {
     let frag = sign_element(&doc, target, &ec_key(), &opts).expect("sign");
     let signed = insert_as_last_child(SMEV_DOC, target, &frag).expect("insert");
     let sdoc = Document::parse(&signed).expect("parse");
+    let target = resolve_id(&sdoc, "SIGNED_BY_CONSUMER").expect("target");
     verify(
         &sdoc,
         signature_of(&sdoc),
-        &KeySource::KeyInfo {
-            trust: Some(&trust),
-        },
+        Expect::Element(target),
+        &KeySource::Trusted(&trust),
     )
     .expect("enveloped verifies");
-    // Untrusted chain is refused when a store is given.
-    let empty = X509StoreBuilder::new().expect("b").build();
-    assert!(matches!(
-        verify(
-            &sdoc,
-            signature_of(&sdoc),
-            &KeySource::KeyInfo {
-                trust: Some(&empty)
-            }
-        ),
-        Err(DsigError::Untrusted(_))
-    ));
+    // A certificate that does not chain to the anchors is refused.
+    let unrelated = TrustStore::from_files(&[keys().join("rsa/rsa-2048-cert.pem")], crypto())
+        .expect("store");
+    let r = verify(
+        &sdoc,
+        signature_of(&sdoc),
+        Expect::Element(target),
+        &KeySource::Trusted(&unrelated),
+    );
+    assert!(matches!(r, Err(DsigError::Untrusted(_))), "{r:?}");
 }
 
 fn xmlsec1() -> Option<PathBuf> {
@@ -437,15 +446,15 @@ fn we_verify_xmlsec1() {
         );
         let signed = String::from_utf8(read(&spath)).expect("utf8");
         let sdoc = Document::parse(&signed).expect("parse xmlsec output");
+        let target = resolve_id(&sdoc, "SIGNED_BY_CONSUMER").expect("target");
         let v = verify(
             &sdoc,
             signature_of(&sdoc),
-            &KeySource::KeyInfo {
-                trust: Some(&trust),
-            },
+            Expect::Element(target),
+            &KeySource::Trusted(&trust),
         )
         .unwrap_or_else(|e| panic!("we reject xmlsec1's {name} signature: {e}\n{signed}"));
-        assert!(v.element.is_some());
+        assert_eq!(v.element.node(), target);
     }
 }
 
@@ -458,18 +467,19 @@ fn soap_wss_request() {
     let v = verify(
         &doc,
         signature_of(&doc),
-        &KeySource::KeyInfo { trust: None },
+        Expect::AnyElement,
+        &KeySource::Untrusted(crypto()),
     )
     .expect("soap request verifies");
-    let el = doc.get_node(v.element.expect("element")).expect("node");
-    assert_eq!(el.tag_name().name(), "Body");
+    assert_eq!(v.element.node().tag_name().name(), "Body");
     let tampered = xml.replacen("<soapenv:Body", "<soapenv:Body data-x=\"1\"", 1);
     let tdoc = Document::parse(&tampered).expect("parse");
     assert!(
         verify(
             &tdoc,
             signature_of(&tdoc),
-            &KeySource::KeyInfo { trust: None }
+            Expect::AnyElement,
+            &KeySource::Untrusted(crypto())
         )
         .is_err()
     );

@@ -1,14 +1,22 @@
-//! Owns XMLDSig signing and verification of one same-document Reference (SMEV 3 profile: exc-c14n, SMEV transform, enveloped-signature; ECDSA/RSA via OpenSSL).
-//! Must not parse transport framing, choose trust policy beyond an optional X509 store, or accept a Reference that resolves to anything but exactly one element.
+//! Owns XMLDSig signing and verification of one same-document Reference (SMEV 3 profile: exc-c14n, SMEV transform, enveloped-signature; RSA/ECDSA via OpenSSL, GOST via its engine), keys and trust.
+//! Must not parse transport framing or untrusted bytes itself (callers hand in documents from `xml::parse`), nor accept a Reference that resolves to anything but exactly one expected element.
 
 pub mod algorithms;
+pub mod gost;
+pub mod keys;
 mod sign;
 mod verify;
 
-pub use algorithms::{DSIG_NS, DigestAlg, DigestSink, SignatureAlg};
+pub use algorithms::{DSIG_NS, DigestAlg, DigestSink, KeyFamily, SignatureAlg};
+pub use gost::{Crypto, GOST_UNAVAILABLE};
+pub use keys::{
+    KeyMaterial, TrustStore, certificates_from_bytes, load_certificates, load_private_key,
+    private_key_from_bytes, public_key_from_bytes,
+};
 pub use sign::{SignOptions, SigningKey, insert_as_last_child, sign_element};
 pub use verify::{
-    KeySource, ReferenceCheck, Verified, check_reference, public_key_from_pem, resolve_id, verify,
+    Expect, KeySource, ReferenceCheck, Verified, VerifiedElement, check_reference, resolve_id,
+    verify,
 };
 
 use crate::xml::c14n::C14nError;
@@ -19,8 +27,16 @@ use crate::xml::smev_transform::SmevTransformError;
 pub enum DsigError {
     #[error("unsupported algorithm `{0}`")]
     UnsupportedAlgorithm(String),
-    #[error("GOST R 34.10-2012 signatures need the OpenSSL GOST engine, which is not available")]
+    #[error("GOST not available: install libengine-gost-openssl")]
     GostUnavailable,
+    #[error("`{0}` is too weak to sign with (accepted for verification only)")]
+    WeakAlgorithm(String),
+    #[error("key: {0}")]
+    Key(String),
+    #[error("signature covers the wrong element: {0}")]
+    WrongTarget(String),
+    #[error("certificate is not valid now: {0}")]
+    CertificateExpired(String),
     #[error("malformed signature: {0}")]
     Malformed(String),
     #[error("reference `{0}` resolves to no element")]

@@ -1,45 +1,56 @@
 //! Owns XMLDSig signing of one element by Id (exc-c14n SignedInfo, exc-c14n [+ SMEV transform] [+ enveloped] reference, X509 KeyInfo).
 //! Must not rebuild or re-serialize the document: it returns a ds:Signature fragment and splices it into the original text.
 
+use std::path::Path;
+
 use openssl::ecdsa::EcdsaSig;
-use openssl::pkey::{Id, PKey, Private};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Signer};
 use openssl::x509::X509;
 use roxmltree::{Document, Node};
 
 use super::algorithms::{DSIG_NS, DigestAlg, ENVELOPED, SignatureAlg};
+use super::gost::Crypto;
+use super::keys::{certificate_key, load_certificates, load_private_key};
 use super::{DsigError, malformed, verify::resolve_id};
 use crate::xml::c14n::{self, EXC_C14N, Options, write_escaped_attr};
 use crate::xml::smev_transform;
 
-/// A signing key with its certificate, prepared once per node (not per message).
+/// A signing key with its certificate, prepared once per node (not per message): the key is
+/// parsed, checked against the certificate and the algorithm, and the certificate is kept
+/// base64-encoded for KeyInfo.
 pub struct SigningKey {
     key: PKey<Private>,
     alg: SignatureAlg,
+    md: MessageDigest,
+    cert: X509,
     cert_b64: String,
     /// ECDSA: byte length of r and s in the raw r||s form.
     ec_len: usize,
 }
 
 impl SigningKey {
-    /// Checks that `key` fits `alg` and matches `cert`.
-    pub fn new(key: PKey<Private>, cert: &X509, alg: SignatureAlg) -> Result<Self, DsigError> {
-        alg.message_digest()?;
+    /// Checks that `key` fits `alg` (SHA-1 is refused: it is for verification only) and
+    /// matches `cert`. GOST needs `crypto` to have the engine.
+    pub fn new(
+        key: PKey<Private>,
+        cert: &X509,
+        alg: SignatureAlg,
+        crypto: Crypto,
+    ) -> Result<Self, DsigError> {
+        if alg.is_weak() {
+            return Err(DsigError::WeakAlgorithm(alg.uri().to_owned()));
+        }
+        let md = alg.message_digest(&crypto)?;
+        alg.check_key(&key)?;
         let ec_len = if alg.is_ecdsa() {
-            if key.id() != Id::EC {
-                return Err(DsigError::KeyMismatch("ECDSA needs an EC key".into()));
-            }
             (key.ec_key()?.group().degree() as usize).div_ceil(8)
         } else {
-            if key.id() != Id::RSA {
-                return Err(DsigError::KeyMismatch(
-                    "RSA signature needs an RSA key".into(),
-                ));
-            }
             0
         };
-        if !cert.public_key()?.public_eq(&key) {
+        if !certificate_key(cert, &crypto)?.public_eq(&key) {
             return Err(DsigError::KeyMismatch(
                 "certificate does not belong to the key".into(),
             ));
@@ -47,22 +58,56 @@ impl SigningKey {
         Ok(SigningKey {
             key,
             alg,
+            md,
+            cert: cert.clone(),
             cert_b64: openssl::base64::encode_block(&cert.to_der()?),
             ec_len,
         })
+    }
+
+    /// Loads the key file (PEM, DER, PKCS#8, or PKCS#12 opened with `password`) and the
+    /// certificate (from `cert_path`, else from the key file itself, as PKCS#12 carries it).
+    /// `alg` defaults to the key's natural algorithm ([`SignatureAlg::default_for`]).
+    pub fn from_files(
+        key_path: &Path,
+        cert_path: Option<&Path>,
+        password: Option<&str>,
+        alg: Option<SignatureAlg>,
+        crypto: Crypto,
+    ) -> Result<Self, DsigError> {
+        let material = load_private_key(key_path, password, &crypto)?;
+        let cert = match cert_path {
+            Some(p) => load_certificates(p)?.remove(0),
+            None => material.certificate.ok_or_else(|| {
+                DsigError::Key(format!(
+                    "{}: no certificate in the key file; give the certificate file",
+                    key_path.display()
+                ))
+            })?,
+        };
+        let alg = match alg {
+            Some(a) => a,
+            None => SignatureAlg::default_for(&material.key)?,
+        };
+        Self::new(material.key, &cert, alg, crypto)
     }
 
     pub fn algorithm(&self) -> SignatureAlg {
         self.alg
     }
 
-    /// Signs `data`; ECDSA values come out raw r||s as XMLDSig wants.
-    fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError> {
-        let md = self.alg.message_digest()?;
-        let mut signer = Signer::new(md, &self.key)?;
-        if self.alg == SignatureAlg::RsaPssSha256 {
+    /// The signer's certificate (what KeyInfo carries).
+    pub fn certificate(&self) -> &X509 {
+        &self.cert
+    }
+
+    /// Signs `data`; ECDSA values come out raw r||s as XMLDSig wants, GOST values as the
+    /// engine produces them (s||r, the form xmlsec and SMEV use).
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError> {
+        let mut signer = Signer::new(self.md, &self.key)?;
+        if self.alg.is_pss() {
             signer.set_rsa_padding(Padding::PKCS1_PSS)?;
-            signer.set_rsa_mgf1_md(md)?;
+            signer.set_rsa_mgf1_md(self.md)?;
             signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
         }
         let der = signer.sign_oneshot_to_vec(data)?;
@@ -109,6 +154,9 @@ pub fn sign_element(
         .ok_or_else(|| malformed("the signed element has no Id attribute"))?;
     if resolve_id(doc, id)? != element {
         return Err(malformed("Id does not resolve to the signed element"));
+    }
+    if opts.digest.is_weak() {
+        return Err(DsigError::WeakAlgorithm(opts.digest.uri().to_owned()));
     }
     // The signature is not in the document yet: the enveloped transform would remove
     // exactly what is about to be inserted, so digest the element as it is.

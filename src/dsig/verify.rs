@@ -3,15 +3,15 @@
 
 use openssl::bn::BigNum;
 use openssl::ecdsa::EcdsaSig;
-use openssl::pkey::{Id, PKey, PKeyRef, Public};
+use openssl::pkey::{PKeyRef, Public};
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
-use openssl::stack::Stack;
-use openssl::x509::store::X509StoreRef;
-use openssl::x509::{X509, X509StoreContext};
-use roxmltree::{Document, Node, NodeId};
+use openssl::x509::X509;
+use roxmltree::{Document, Node};
 
 use super::algorithms::{DSIG_NS, DigestAlg, ENVELOPED, SignatureAlg, XPATH};
+use super::gost::Crypto;
+use super::keys::{TrustStore, certificate_key};
 use super::{DsigError, decode_base64, malformed};
 use crate::xml::c14n::{self, Algorithm, Options};
 use crate::xml::smev_transform;
@@ -20,28 +20,73 @@ const EXC_NS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 /// Where the verification key comes from.
 pub enum KeySource<'k> {
-    /// The first `KeyInfo/X509Data/X509Certificate`; with a store, it must chain to it
-    /// (other X509Certificate elements serve as untrusted intermediates).
-    KeyInfo { trust: Option<&'k X509StoreRef> },
+    /// The signer's certificate from `KeyInfo/X509Data` (the leaf among the X509Certificate
+    /// elements; the others only help build the chain), which must chain to the store.
+    Trusted(&'k TrustStore),
+    /// The KeyInfo certificate without any trust decision (diagnostics and interop tests only).
+    Untrusted(Crypto),
     /// A key known out of band (KeyInfo is ignored).
-    Key(&'k PKeyRef<Public>),
+    Key(&'k PKeyRef<Public>, Crypto),
+}
+
+impl KeySource<'_> {
+    fn crypto(&self) -> Crypto {
+        match self {
+            KeySource::Trusted(t) => t.crypto(),
+            KeySource::Untrusted(c) | KeySource::Key(_, c) => *c,
+        }
+    }
+}
+
+/// What the single Reference in SignedInfo must cover (the signing profile). Anything else
+/// in SignedInfo (a second Reference, another URI form) fails verification.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect<'a, 'i> {
+    /// `URI="#id"` resolving to exactly this element: the one the caller goes on to process
+    /// (SMEV: `SenderProvidedRequestData`, `SenderProvidedResponseData`, `MessageMetadata`).
+    Element(Node<'a, 'i>),
+    /// `URI="#id"` resolving to exactly one element, whichever it is.
+    AnyElement,
+    /// `URI=""`: the whole document (with an enveloped-signature transform).
+    Document,
+    /// Either of the two forms above.
+    Any,
+}
+
+/// The node a signature covers. Only [`verify`] constructs it, so code that takes a
+/// `VerifiedElement` can only be handed content whose signature was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedElement<'a, 'i>(Node<'a, 'i>);
+
+impl<'a, 'i> VerifiedElement<'a, 'i> {
+    /// The covered node: an element, or the document root for `URI=""`.
+    pub fn node(&self) -> Node<'a, 'i> {
+        self.0
+    }
+
+    /// Whether the signature covers the whole document (`URI=""`).
+    pub fn is_document(&self) -> bool {
+        self.0.is_root()
+    }
 }
 
 /// A successful verification.
 #[derive(Debug)]
-pub struct Verified {
-    /// The element the Reference covers (`None` for `URI=""`, the whole document).
-    pub element: Option<NodeId>,
-    /// The KeyInfo certificate used, if any.
+pub struct Verified<'a, 'i> {
+    /// The node the Reference covers; process this and nothing else.
+    pub element: VerifiedElement<'a, 'i>,
+    /// The signer's certificate (from KeyInfo), unless the key was given out of band.
     pub certificate: Option<X509>,
     pub signature_alg: SignatureAlg,
     pub digest_alg: DigestAlg,
+    /// SHA-1 was involved (digest or signature): valid, but weak.
+    pub weak: bool,
 }
 
 /// The outcome of the reference check alone (digest matched).
 #[derive(Debug, Clone, Copy)]
-pub struct ReferenceCheck {
-    pub element: Option<NodeId>,
+pub struct ReferenceCheck<'a, 'i> {
+    pub element: Node<'a, 'i>,
     pub digest_alg: DigestAlg,
 }
 
@@ -154,33 +199,55 @@ fn is_not_signature_xpath(xpath_el: Node<'_, '_>) -> bool {
     }
 }
 
-/// Resolves the Reference, runs its transforms straight into the digest and compares with
-/// DigestValue. Returns the covered element (exactly one, or the document for `URI=""`).
-pub fn check_reference(
-    doc: &Document<'_>,
-    signature: Node<'_, '_>,
-) -> Result<ReferenceCheck, DsigError> {
+/// Resolves the Reference as `expect` demands, runs its transforms straight into the digest
+/// and compares with DigestValue (the SignatureValue is not checked).
+pub fn check_reference<'a, 'i>(
+    doc: &'a Document<'i>,
+    signature: Node<'a, 'i>,
+    expect: Expect<'a, 'i>,
+) -> Result<ReferenceCheck<'a, 'i>, DsigError> {
     let si = parse_signed_info(signature)?;
-    check_parsed_reference(doc, signature, &si)
+    check_parsed_reference(doc, signature, &si, expect)
 }
 
-fn check_parsed_reference(
-    doc: &Document<'_>,
-    signature: Node<'_, '_>,
-    si: &SignedInfo<'_, '_>,
-) -> Result<ReferenceCheck, DsigError> {
+fn check_parsed_reference<'a, 'i>(
+    doc: &'a Document<'i>,
+    signature: Node<'a, 'i>,
+    si: &SignedInfo<'a, 'i>,
+    expect: Expect<'a, 'i>,
+) -> Result<ReferenceCheck<'a, 'i>, DsigError> {
     let reference = si.reference;
     let uri = reference
         .attribute("URI")
         .ok_or_else(|| DsigError::UnsupportedUri("(absent)".into()))?;
-    let (apex, element) = if uri.is_empty() {
-        (doc.root(), None)
+    let apex = if uri.is_empty() {
+        if matches!(expect, Expect::Element(_) | Expect::AnyElement) {
+            return Err(DsigError::WrongTarget(
+                "the Reference covers the whole document, not the expected element".into(),
+            ));
+        }
+        doc.root()
     } else if let Some(id) = uri
         .strip_prefix('#')
-        .filter(|id| !id.starts_with("xpointer("))
+        .filter(|id| !id.is_empty() && !id.starts_with("xpointer("))
     {
         let n = resolve_id(doc, id)?;
-        (n, Some(n.id()))
+        match expect {
+            Expect::Document => {
+                return Err(DsigError::WrongTarget(format!(
+                    "the Reference covers `#{id}`, not the whole document"
+                )));
+            }
+            Expect::Element(target) if target != n => {
+                return Err(DsigError::WrongTarget(format!(
+                    "the Reference covers `#{id}` (<{}>), not the element being processed (<{}>)",
+                    n.tag_name().name(),
+                    target.tag_name().name()
+                )));
+            }
+            _ => {}
+        }
+        n
     } else {
         return Err(DsigError::UnsupportedUri(uri.to_owned()));
     };
@@ -226,7 +293,7 @@ fn check_parsed_reference(
                     }
                     Err(_) => {
                         return Err(DsigError::UnsupportedTransforms(format!(
-                            "transform `{alg}` at this position"
+                            "transform `{alg}` (unknown, or not allowed at this position)"
                         )));
                     }
                 },
@@ -289,29 +356,32 @@ fn check_parsed_reference(
         return Err(DsigError::DigestMismatch);
     }
     Ok(ReferenceCheck {
-        element,
+        element: apex,
         digest_alg,
     })
 }
 
-/// Verifies `signature` (a ds:Signature element of `doc`): the single Reference must resolve to
-/// exactly one element and digest correctly, and SignatureValue must verify over the
-/// canonical SignedInfo. Returns the covered element's node id for the caller to process.
-pub fn verify(
-    doc: &Document<'_>,
-    signature: Node<'_, '_>,
+/// Verifies `signature` (a ds:Signature element of `doc`): SignedInfo must hold exactly one
+/// Reference, covering what `expect` says and resolving to exactly one element; its digest
+/// must match; the key (see [`KeySource`]) must verify SignatureValue over the canonical
+/// SignedInfo. Returns the covered node as a [`VerifiedElement`].
+pub fn verify<'a, 'i>(
+    doc: &'a Document<'i>,
+    signature: Node<'a, 'i>,
+    expect: Expect<'a, 'i>,
     keys: &KeySource<'_>,
-) -> Result<Verified, DsigError> {
+) -> Result<Verified<'a, 'i>, DsigError> {
+    let crypto = keys.crypto();
     let si = parse_signed_info(signature)?;
-    // Refuse GOST before doing any work when no engine is wired in.
-    si.signature_alg.message_digest()?;
+    // Refuse GOST before doing any work when the engine is not available.
+    si.signature_alg.message_digest(&crypto)?;
     let mut kids = children(signature);
     let _ = kids.next(); // SignedInfo
     let sv = expect_child(&mut kids, "SignatureValue")?;
     let signature_value = decode_base64(sv.text().unwrap_or(""))?;
     let key_info = kids.find(|n| n.has_tag_name((DSIG_NS, "KeyInfo")));
 
-    let reference = check_parsed_reference(doc, signature, &si)?;
+    let reference = check_parsed_reference(doc, signature, &si, expect)?;
 
     let opts = Options {
         algorithm: si.c14n.0,
@@ -320,61 +390,95 @@ pub fn verify(
     };
     let signed_info = c14n::canonicalize_to_vec(si.node, &opts, None)?;
 
-    let (certificate, owned_key);
+    let (certificate, trusted, owned_key);
     let key: &PKeyRef<Public> = match keys {
-        KeySource::Key(k) => {
+        KeySource::Key(k, _) => {
             certificate = None;
             k
         }
-        KeySource::KeyInfo { trust } => {
+        KeySource::Untrusted(crypto) => {
             let ki = key_info.ok_or(DsigError::NoKey)?;
-            let mut certs = ki
-                .descendants()
-                .filter(|n| n.has_tag_name((DSIG_NS, "X509Certificate")))
-                .map(|n| {
-                    decode_base64(n.text().unwrap_or(""))
-                        .and_then(|der| X509::from_der(&der).map_err(DsigError::from))
-                });
-            let cert = certs.next().ok_or(DsigError::NoKey)??;
-            if let Some(store) = trust {
-                let mut chain = Stack::new()?;
-                for c in certs {
-                    chain.push(c?)?;
-                }
-                let mut ctx = X509StoreContext::new()?;
-                let ok = ctx.init(store, &cert, &chain, |c| {
-                    let ok = c.verify_cert()?;
-                    Ok(if ok { None } else { Some(c.error()) })
-                })?;
-                if let Some(err) = ok {
-                    return Err(DsigError::Untrusted(err.error_string().to_owned()));
-                }
-            }
-            owned_key = cert.public_key()?;
+            let ders = key_info_certificates(ki)?;
+            let leaf = pick_leaf(&ders)?;
+            let cert = X509::from_der(&ders[leaf])
+                .map_err(|e| malformed(format!("X509Certificate: {e}")))?;
+            owned_key = certificate_key(&cert, crypto)?;
             certificate = Some(cert);
             &owned_key
         }
+        KeySource::Trusted(store) => {
+            let ki = key_info.ok_or(DsigError::NoKey)?;
+            let ders = key_info_certificates(ki)?;
+            let leaf = pick_leaf(&ders)?;
+            let others: Vec<&[u8]> = ders
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leaf)
+                .map(|(_, d)| d.as_slice())
+                .collect();
+            trusted = store.check(&ders[leaf], &others)?;
+            certificate = Some(trusted.cert.clone());
+            &trusted.key
+        }
     };
-    verify_signature_value(si.signature_alg, key, &signed_info, &signature_value)?;
+    si.signature_alg.check_key(key)?;
+    verify_signature_value(si.signature_alg, &crypto, key, &signed_info, &signature_value)?;
     Ok(Verified {
-        element: reference.element,
+        element: VerifiedElement(reference.element),
         certificate,
         signature_alg: si.signature_alg,
         digest_alg: reference.digest_alg,
+        weak: si.signature_alg.is_weak() || reference.digest_alg.is_weak(),
     })
+}
+
+/// The DER of every `X509Data/X509Certificate` under KeyInfo, in document order.
+fn key_info_certificates(key_info: Node<'_, '_>) -> Result<Vec<Vec<u8>>, DsigError> {
+    let ders: Vec<Vec<u8>> = key_info
+        .children()
+        .filter(|n| n.has_tag_name((DSIG_NS, "X509Data")))
+        .flat_map(children)
+        .filter(|n| n.has_tag_name((DSIG_NS, "X509Certificate")))
+        .map(|n| decode_base64(n.text().unwrap_or("")))
+        .collect::<Result<_, _>>()?;
+    if ders.is_empty() {
+        return Err(DsigError::NoKey);
+    }
+    Ok(ders)
+}
+
+/// The signer's certificate among several: the one that issued none of the others. With one
+/// certificate, that one; when it cannot be told apart, verification fails.
+fn pick_leaf(ders: &[Vec<u8>]) -> Result<usize, DsigError> {
+    if ders.len() == 1 {
+        return Ok(0);
+    }
+    let certs: Vec<X509> = ders
+        .iter()
+        .map(|d| X509::from_der(d).map_err(|e| malformed(format!("X509Certificate: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let mut leaves = (0..certs.len()).filter(|&i| {
+        !certs.iter().enumerate().any(|(j, other)| {
+            j != i && certs[i].issued(other) == openssl::x509::X509VerifyResult::OK
+        })
+    });
+    match (leaves.next(), leaves.next()) {
+        (Some(i), None) => Ok(i),
+        _ => Err(malformed(
+            "KeyInfo holds several certificates and the signer's cannot be told apart",
+        )),
+    }
 }
 
 fn verify_signature_value(
     alg: SignatureAlg,
+    crypto: &Crypto,
     key: &PKeyRef<Public>,
     data: &[u8],
     sig: &[u8],
 ) -> Result<(), DsigError> {
-    let md = alg.message_digest()?;
+    let md = alg.message_digest(crypto)?;
     let ok = if alg.is_ecdsa() {
-        if key.id() != Id::EC {
-            return Err(DsigError::KeyMismatch("ECDSA needs an EC key".into()));
-        }
         let ec = key.ec_key()?;
         let n = (ec.group().degree() as usize).div_ceil(8);
         if sig.len() != 2 * n {
@@ -386,19 +490,16 @@ fn verify_signature_value(
         let mut v = Verifier::new(md, key)?;
         v.verify_oneshot(&der, data).unwrap_or(false)
     } else {
-        if key.id() != Id::RSA {
-            return Err(DsigError::KeyMismatch(
-                "RSA signature needs an RSA key".into(),
-            ));
-        }
         let mut v = Verifier::new(md, key)?;
-        if alg == SignatureAlg::RsaPssSha256 {
+        if alg.is_pss() {
             v.set_rsa_padding(Padding::PKCS1_PSS)?;
             v.set_rsa_mgf1_md(md)?;
             v.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
         }
         v.verify_oneshot(sig, data).unwrap_or(false)
     };
+    // A failed verification may leave errors queued; they belong to this message only.
+    let _ = openssl::error::ErrorStack::get();
     if ok {
         Ok(())
     } else {
@@ -406,10 +507,3 @@ fn verify_signature_value(
     }
 }
 
-/// Parses a PEM public key or certificate into a verification key (test and config helper).
-pub fn public_key_from_pem(pem: &[u8]) -> Result<PKey<Public>, DsigError> {
-    match PKey::public_key_from_pem(pem) {
-        Ok(k) => Ok(k),
-        Err(_) => Ok(X509::from_pem(pem)?.public_key()?),
-    }
-}
