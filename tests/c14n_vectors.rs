@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use roxmltree::{Attribute, Document, Node};
 use smev_adapter::xml::c14n::{
     Algorithm, NodeSet, Options, canonicalize, canonicalize_node_set, split_prefix_list,
 };
-use roxmltree::{Attribute, Document, Node};
 
 fn vectors_dir() -> PathBuf {
     let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");

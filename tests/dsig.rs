@@ -9,8 +9,8 @@ use openssl::x509::X509;
 use roxmltree::{Document, Node};
 use smev_adapter::dsig::{
     Crypto, DSIG_NS, DigestAlg, DsigError, Expect, KeySource, SignOptions, SignatureAlg,
-    SigningKey, TrustStore, insert_as_last_child, public_key_from_bytes, resolve_id,
-    sign_element, verify,
+    SigningKey, TrustStore, insert_as_last_child, public_key_from_bytes, resolve_id, sign_element,
+    verify,
 };
 
 fn vectors_dir() -> PathBuf {
@@ -99,7 +99,10 @@ fn aleksey_vectors() {
             None => verify(&doc, sig, Expect::Document, &KeySource::Trusted(&trust)),
         };
         let v = v.unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert!(v.element.is_document(), "{case}: URI=\"\" covers the document");
+        assert!(
+            v.element.is_document(),
+            "{case}: URI=\"\" covers the document"
+        );
         assert!(!v.weak, "{case}: not weak");
         // Tampering with the signed data must break the digest.
         let tampered = xml.replace("Hello, World!", "Hello, World?");
@@ -225,8 +228,13 @@ fn sign_verify_round_trip() {
         let doc = Document::parse(&signed).expect("parse signed");
         let sig = signature_of(&doc);
         let target = resolve_id(&doc, "SIGNED_BY_CONSUMER").expect("target");
-        let v = verify(&doc, sig, Expect::Element(target), &KeySource::Trusted(&trust))
-            .unwrap_or_else(|e| panic!("{opts:?}: {e}\n{signed}"));
+        let v = verify(
+            &doc,
+            sig,
+            Expect::Element(target),
+            &KeySource::Trusted(&trust),
+        )
+        .unwrap_or_else(|e| panic!("{opts:?}: {e}\n{signed}"));
         assert_eq!(v.element.node(), target);
         assert_eq!(v.element.node().attribute("Id"), Some("SIGNED_BY_CONSUMER"));
         // The signature must cover the element the caller goes on to process.
@@ -235,7 +243,12 @@ fn sign_verify_round_trip() {
             .find(|n| n.tag_name().name() == "MessageID")
             .expect("MessageID");
         assert!(matches!(
-            verify(&doc, sig, Expect::Element(other), &KeySource::Trusted(&trust)),
+            verify(
+                &doc,
+                sig,
+                Expect::Element(other),
+                &KeySource::Trusted(&trust)
+            ),
             Err(DsigError::WrongTarget(_))
         ));
         assert!(matches!(
@@ -292,8 +305,8 @@ fn sign_verify_round_trip() {
     )
     .expect("enveloped verifies");
     // A certificate that does not chain to the anchors is refused.
-    let unrelated = TrustStore::from_files(&[keys().join("rsa/rsa-2048-cert.pem")], crypto())
-        .expect("store");
+    let unrelated =
+        TrustStore::from_files(&[keys().join("rsa/rsa-2048-cert.pem")], crypto()).expect("store");
     let r = verify(
         &sdoc,
         signature_of(&sdoc),

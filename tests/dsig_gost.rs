@@ -57,7 +57,11 @@ fn aleksey(name: &str) -> String {
 }
 
 fn trust(crypto: Crypto) -> TrustStore {
-    TrustStore::from_files(&[keys().join("cacert.pem"), keys().join("ca2cert.pem")], crypto).expect("trust store")
+    TrustStore::from_files(
+        &[keys().join("cacert.pem"), keys().join("ca2cert.pem")],
+        crypto,
+    )
+    .expect("trust store")
 }
 
 #[test]
@@ -167,7 +171,11 @@ fn gost_sign_smev_profile_round_trip() {
         (512, SignatureAlg::Gost2012_512, DigestAlg::Gost512),
     ] {
         let key = gost_key(bits, &format!("gost-2012-{bits}-key.pem"), None, crypto);
-        assert_eq!(key.algorithm(), alg, "the default algorithm follows the key");
+        assert_eq!(
+            key.algorithm(),
+            alg,
+            "the default algorithm follows the key"
+        );
         let opts = SignOptions {
             digest,
             smev_transform: true,
@@ -262,8 +270,7 @@ fn without_the_engine_gost_fails_with_the_exact_message_and_the_rest_works() {
     // Making a GOST signing key (the key itself parses once the engine is loaded in this
     // process; SigningKey must still refuse it under a GOST-less handle).
     let with = crypto();
-    let m = load_private_key(&keys().join("gost/gost-2012-256-key.pem"), None, &with)
-        .expect("key");
+    let m = load_private_key(&keys().join("gost/gost-2012-256-key.pem"), None, &with).expect("key");
     let cert = smev_adapter::dsig::load_certificates(&keys().join("gost/gost-2012-256-cert.pem"))
         .expect("cert")
         .remove(0);
@@ -290,7 +297,11 @@ fn without_the_engine_gost_fails_with_the_exact_message_and_the_rest_works() {
         .expect("holder");
     let signed = insert_as_last_child(SMEV_DOC, holder, &frag).expect("insert");
     let sdoc = Document::parse(&signed).expect("parse");
-    let store = TrustStore::from_files(&[keys().join("cacert.pem"), keys().join("ca2cert.pem")], none).expect("store");
+    let store = TrustStore::from_files(
+        &[keys().join("cacert.pem"), keys().join("ca2cert.pem")],
+        none,
+    )
+    .expect("store");
     verify(
         &sdoc,
         signature_of(&sdoc),
@@ -298,4 +309,85 @@ fn without_the_engine_gost_fails_with_the_exact_message_and_the_rest_works() {
         &KeySource::Trusted(&store),
     )
     .expect("ECDSA works without GOST");
+}
+
+/// A process where OpenSSL cannot find the engine (OPENSSL_ENGINES points nowhere): the test
+/// binary re-runs this test in such a child, which checks that `Crypto::load` reports GOST
+/// unavailable with the exact message, GOST keys and signatures fail with it, and ECDSA works.
+#[test]
+fn a_process_without_the_engine() {
+    if std::env::var_os("SMEV_TEST_NO_GOST_CHILD").is_some() {
+        let crypto = Crypto::load();
+        assert!(!crypto.gost_available(), "the engine loaded from nowhere");
+        let status = crypto.gost_status().expect("a reason");
+        assert!(status.starts_with(GOST_UNAVAILABLE), "{status}");
+
+        let err = load_private_key(&keys().join("gost/gost-2012-256-key.pem"), None, &crypto)
+            .err()
+            .expect("GOST key without the engine");
+        assert_eq!(err.to_string(), GOST_UNAVAILABLE);
+        let err = public_key_from_bytes(&read(keys().join("gost/gost-2012-512-cert.pem")), &crypto)
+            .err()
+            .expect("GOST certificate key without the engine");
+        assert_eq!(err.to_string(), GOST_UNAVAILABLE);
+
+        let store = TrustStore::from_files(&[keys().join("cacert.pem")], crypto).expect("store");
+        let xml = aleksey("enveloped-gost2012-512");
+        let doc = Document::parse(&xml).expect("parse");
+        let err = verify(
+            &doc,
+            signature_of(&doc),
+            Expect::Document,
+            &KeySource::Trusted(&store),
+        )
+        .expect_err("GOST verification without the engine");
+        assert_eq!(err.to_string(), GOST_UNAVAILABLE);
+
+        let ec = SigningKey::from_files(
+            &keys().join("ec/ec-prime256v1-key.pem"),
+            Some(&keys().join("ec/ec-prime256v1-cert.pem")),
+            None,
+            None,
+            crypto,
+        )
+        .expect("EC key");
+        let doc = Document::parse(SMEV_DOC).expect("parse");
+        let target = resolve_id(&doc, "SIGNED_BY_CONSUMER").expect("target");
+        let frag = sign_element(
+            &doc,
+            target,
+            &ec,
+            &SignOptions {
+                digest: DigestAlg::Sha256,
+                smev_transform: true,
+                enveloped: true,
+            },
+        )
+        .expect("sign");
+        let signed = insert_as_last_child(SMEV_DOC, target, &frag).expect("insert");
+        let sdoc = Document::parse(&signed).expect("parse");
+        let pk = ec.certificate().public_key().expect("pk");
+        verify(
+            &sdoc,
+            signature_of(&sdoc),
+            Expect::AnyElement,
+            &KeySource::Key(&pk, crypto),
+        )
+        .expect("ECDSA without the engine");
+        println!("CHILD-CHECKS-RAN");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "a_process_without_the_engine", "--nocapture"])
+        .env("SMEV_TEST_NO_GOST_CHILD", "1")
+        .env("OPENSSL_ENGINES", "/nonexistent/engines")
+        .output()
+        .expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-CHECKS-RAN"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

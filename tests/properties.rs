@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use roxmltree::{Document, Node};
 use smev_adapter::xml::c14n::{
     Algorithm, NodeSet, Options, canonicalize_node_set, canonicalize_to_vec,
 };
 use smev_adapter::xml::smev_transform::{transform, transform_xml};
-use roxmltree::{Document, Node};
 
 /// The apex's subtree as a generic node set (no fast-path hints), for differential checks.
 struct Below<'a, 'i>(Node<'a, 'i>);

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use roxmltree::{Document, Node};
 use smev_adapter::xml::c14n::{Options, canonicalize_to_vec};
 use smev_adapter::xml::smev_transform::{transform, transform_xml};
-use roxmltree::{Document, Node};
 use streebog::{Digest, Streebog256};
 
 fn vectors_dir() -> PathBuf {

@@ -136,7 +136,13 @@ pub fn private_key_from_bytes(
         Some(pw) => PKey::private_key_from_pkcs8_passphrase(bytes, pw.as_bytes()),
         None => PKey::private_key_from_der(bytes),
     }
-    .map_err(|e| decode_failure(bytes, crypto, format!("not a readable DER private key ({e})")))?;
+    .map_err(|e| {
+        decode_failure(
+            bytes,
+            crypto,
+            format!("not a readable DER private key ({e})"),
+        )
+    })?;
     Ok(KeyMaterial {
         key,
         certificate: None,
@@ -188,7 +194,13 @@ pub fn public_key_from_bytes(bytes: &[u8], crypto: &Crypto) -> Result<PKey<Publi
         PKey::public_key_from_der(bytes)
             .or_else(|_| X509::from_der(bytes).and_then(|c| c.public_key()))
     };
-    key.map_err(|e| decode_failure(bytes, crypto, format!("not a public key or certificate ({e})")))
+    key.map_err(|e| {
+        decode_failure(
+            bytes,
+            crypto,
+            format!("not a public key or certificate ({e})"),
+        )
+    })
 }
 
 /// The public key of `cert`, reporting a GOST key without the engine as "GOST not available".

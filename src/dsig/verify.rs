@@ -422,7 +422,13 @@ pub fn verify<'a, 'i>(
         }
     };
     si.signature_alg.check_key(key)?;
-    verify_signature_value(si.signature_alg, &crypto, key, &signed_info, &signature_value)?;
+    verify_signature_value(
+        si.signature_alg,
+        &crypto,
+        key,
+        &signed_info,
+        &signature_value,
+    )?;
     Ok(Verified {
         element: VerifiedElement(reference.element),
         certificate,
@@ -506,4 +512,3 @@ fn verify_signature_value(
         Err(DsigError::BadSignature)
     }
 }
-
