@@ -327,8 +327,7 @@ fn a_process_without_the_engine() {
             .expect("GOST key without the engine");
         assert_eq!(err.to_string(), GOST_UNAVAILABLE);
         let err = public_key_from_bytes(&read(keys().join("gost/gost-2012-512-cert.pem")), &crypto)
-            .err()
-            .expect("GOST certificate key without the engine");
+            .expect_err("GOST certificate key without the engine");
         assert_eq!(err.to_string(), GOST_UNAVAILABLE);
 
         let store = TrustStore::from_files(&[keys().join("cacert.pem")], crypto).expect("store");
