@@ -609,3 +609,23 @@ fn public_keys_load_from_files() {
         verify_smev(&signed, &KeySource::Key(&pk, crypto)).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
 }
+
+/// A signer whose certificate chains but has expired is refused as expired (CertificateIsExpired),
+/// every time: a failed check is never cached as trusted.
+#[test]
+fn expired_certificates_are_refused() {
+    let k = key(
+        "rsa/rsa-expired-key.pem",
+        "rsa/rsa-expired-cert.pem",
+        SignatureAlg::RsaSha256,
+    );
+    let signed = sign(&k, &SignOptions::SMEV_GOST);
+    let trust = store();
+    for attempt in 0..2 {
+        let r = verify_smev(&signed, &KeySource::Trusted(&trust));
+        assert!(
+            matches!(r, Err(DsigError::CertificateExpired(_))),
+            "attempt {attempt}: {r:?}"
+        );
+    }
+}

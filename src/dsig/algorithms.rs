@@ -8,7 +8,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKeyRef};
 
 use super::DsigError;
-use super::gost::{Crypto, NID_GOST3410_2012_256, NID_GOST3410_2012_512};
+use super::gost::{Crypto, NID_GOST3410_2012_256, NID_GOST3410_2012_512, engine_digest};
 
 pub const DSIG_NS: &str = "http://www.w3.org/2000/09/xmldsig#";
 pub const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
@@ -277,8 +277,14 @@ impl DigestSink {
             DigestAlg::Sha256 => SinkInner::Openssl(Hasher::new(MessageDigest::sha256())?),
             DigestAlg::Sha384 => SinkInner::Openssl(Hasher::new(MessageDigest::sha384())?),
             DigestAlg::Sha512 => SinkInner::Openssl(Hasher::new(MessageDigest::sha512())?),
-            DigestAlg::Gost256 => SinkInner::Streebog256(Default::default()),
-            DigestAlg::Gost512 => SinkInner::Streebog512(Default::default()),
+            DigestAlg::Gost256 => match engine_digest(false) {
+                Some(md) => SinkInner::Openssl(Hasher::new(md)?),
+                None => SinkInner::Streebog256(Default::default()),
+            },
+            DigestAlg::Gost512 => match engine_digest(true) {
+                Some(md) => SinkInner::Openssl(Hasher::new(md)?),
+                None => SinkInner::Streebog512(Default::default()),
+            },
         };
         Ok(DigestSink {
             inner,

@@ -36,8 +36,9 @@ unsafe extern "C" {
 
 /// Loads the `gost` engine (from OpenSSL's engines directory) and makes it the default for its
 /// algorithms. Runs once per process; later calls return the first outcome.
+static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
+
 fn load_engine() -> &'static Result<(), String> {
-    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
     ENGINE.get_or_init(|| {
         openssl::init();
         // SAFETY: plain calls into libcrypto with a NUL-terminated id; the engine handle is
@@ -125,6 +126,26 @@ impl Crypto {
         };
         MessageDigest::from_nid(nid).ok_or(DsigError::GostUnavailable)
     }
+}
+
+/// The engine's GOST R 34.11-2012 digest when the engine is loaded in this process (it is
+/// faster than the portable one); `None` otherwise. Digests need no engine: callers fall back
+/// to the portable implementation, which gives the same bytes.
+pub(crate) fn engine_digest(bits512: bool) -> Option<MessageDigest> {
+    // Never load the engine as a side effect of a digest.
+    if !engine_ready() {
+        return None;
+    }
+    MessageDigest::from_nid(if bits512 {
+        NID_GOST3411_2012_512
+    } else {
+        NID_GOST3411_2012_256
+    })
+}
+
+/// Whether [`Crypto::load`] has loaded the engine in this process.
+fn engine_ready() -> bool {
+    ENGINE.get().is_some_and(Result::is_ok)
 }
 
 /// Whether DER data names a GOST R 34.10-2012 key (OID 1.2.643.7.1.1.1.1 or .2), so that a

@@ -211,22 +211,26 @@ pub(crate) fn certificate_key(cert: &X509, crypto: &Crypto) -> Result<PKey<Publi
     })
 }
 
-/// A certificate that chained to the anchors once; its key is kept parsed.
+/// A certificate that chained to the anchors once; its key is kept parsed and its validity
+/// period as Unix seconds, so a repeat costs a map lookup and a clock read.
 pub(crate) struct TrustedCert {
     pub(crate) cert: X509,
     pub(crate) key: PKey<Public>,
+    not_before: i64,
+    not_after: i64,
 }
 
-/// Most distinct signer certificates remembered; beyond it the cache starts over.
+/// Most distinct KeyInfo certificate sets remembered; beyond it the cache starts over.
 const CACHE_LIMIT: usize = 1024;
 
-/// The node's trust anchors (CA or self-signed certificates) and a cache of signer
-/// certificates that already chained to them, so each signer costs one chain check per
-/// process, not one per message. Build it once at start or reload.
+/// The node's trust anchors (CA, intermediate or self-signed certificates) and a cache of
+/// signer certificates that already chained to them, so each signer costs one chain check
+/// per process, not one per message. Build it once at start or reload.
 pub struct TrustStore {
     store: X509Store,
     crypto: Crypto,
-    cache: RwLock<HashMap<Vec<u8>, Arc<TrustedCert>>>,
+    /// Keyed by the KeyInfo's X509Certificate texts exactly as they appear (joined by `|`).
+    cache: RwLock<HashMap<String, Arc<TrustedCert>>>,
 }
 
 impl TrustStore {
@@ -265,31 +269,37 @@ impl TrustStore {
         self.crypto
     }
 
-    /// Checks that the leaf (DER) chains to the anchors (`intermediates` may help build the
-    /// chain; they are not trusted themselves) and is valid now. A leaf seen before is only
-    /// re-checked for its validity period.
-    pub(crate) fn check(
-        &self,
-        leaf_der: &[u8],
-        intermediates: &[&[u8]],
-    ) -> Result<Arc<TrustedCert>, DsigError> {
+    /// Finds the signer among the KeyInfo certificates (base64 texts), checks that it chains
+    /// to the anchors (the other certificates may help build the chain; they are not trusted
+    /// themselves) and that it is valid now. A certificate set seen before is only re-checked
+    /// for its validity period.
+    pub(crate) fn check_key_info(&self, texts: &[&str]) -> Result<Arc<TrustedCert>, DsigError> {
+        let cache_key = texts.join("|");
         let cached = self
             .cache
             .read()
             .ok()
-            .and_then(|c| c.get(leaf_der).cloned());
+            .and_then(|c| c.get(&cache_key).cloned());
         if let Some(t) = cached {
-            check_validity(&t.cert)?;
+            check_validity(&t)?;
             return Ok(t);
         }
-        let cert = X509::from_der(leaf_der)
-            .map_err(|e| DsigError::Malformed(format!("X509Certificate: {e}")))?;
+        let certs: Vec<X509> = texts
+            .iter()
+            .map(|t| {
+                let der = super::decode_base64(t)?;
+                X509::from_der(&der)
+                    .map_err(|e| DsigError::Malformed(format!("X509Certificate: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let leaf = pick_leaf(&certs)?;
         let mut chain = Stack::new()?;
-        for der in intermediates {
-            let c = X509::from_der(der)
-                .map_err(|e| DsigError::Malformed(format!("X509Certificate: {e}")))?;
-            chain.push(c)?;
+        for (i, c) in certs.iter().enumerate() {
+            if i != leaf {
+                chain.push(c.clone())?;
+            }
         }
+        let cert = certs[leaf].clone();
         let mut ctx = X509StoreContext::new()?;
         let failure = ctx.init(&self.store, &cert, &chain, |c| {
             let ok = c.verify_cert()?;
@@ -299,14 +309,44 @@ impl TrustStore {
             return Err(chain_error(err));
         }
         let key = certificate_key(&cert, &self.crypto)?;
-        let trusted = Arc::new(TrustedCert { cert, key });
+        let epoch = Asn1Time::from_unix(0)?;
+        let unix = |t: &openssl::asn1::Asn1TimeRef| -> Result<i64, DsigError> {
+            let d = epoch.diff(t)?;
+            Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+        };
+        let trusted = Arc::new(TrustedCert {
+            not_before: unix(cert.not_before())?,
+            not_after: unix(cert.not_after())?,
+            cert,
+            key,
+        });
         if let Ok(mut c) = self.cache.write() {
             if c.len() >= CACHE_LIMIT {
                 c.clear();
             }
-            c.insert(leaf_der.to_vec(), trusted.clone());
+            c.insert(cache_key, trusted.clone());
         }
         Ok(trusted)
+    }
+}
+
+/// The signer's certificate among several: the one that issued none of the others. With one
+/// certificate, that one; when it cannot be told apart, verification fails.
+pub(crate) fn pick_leaf(certs: &[X509]) -> Result<usize, DsigError> {
+    if certs.len() == 1 {
+        return Ok(0);
+    }
+    let mut leaves = (0..certs.len()).filter(|&i| {
+        !certs
+            .iter()
+            .enumerate()
+            .any(|(j, other)| j != i && certs[i].issued(other) == X509VerifyResult::OK)
+    });
+    match (leaves.next(), leaves.next()) {
+        (Some(i), None) => Ok(i),
+        _ => Err(DsigError::Malformed(
+            "KeyInfo holds several certificates and the signer's cannot be told apart".into(),
+        )),
     }
 }
 
@@ -318,14 +358,16 @@ fn chain_error(err: X509VerifyResult) -> DsigError {
     }
 }
 
-fn check_validity(cert: &X509) -> Result<(), DsigError> {
-    let now = Asn1Time::days_from_now(0)?;
-    if cert.not_before() > now {
+fn check_validity(t: &TrustedCert) -> Result<(), DsigError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if now < t.not_before {
         return Err(DsigError::CertificateExpired(
             "certificate is not yet valid".into(),
         ));
     }
-    if cert.not_after() < now {
+    if now > t.not_after {
         return Err(DsigError::CertificateExpired(
             "certificate has expired".into(),
         ));

@@ -1,8 +1,6 @@
 //! Owns XMLDSig verification: SignedInfo parsing, Id resolution (exactly one element), the reference digest and the SignatureValue check.
 //! Must not decide trust beyond an optional caller-supplied X509 store, nor follow external or XPointer URIs.
 
-use openssl::bn::BigNum;
-use openssl::ecdsa::EcdsaSig;
 use openssl::pkey::{PKeyRef, Public};
 use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Verifier};
@@ -11,7 +9,7 @@ use roxmltree::{Document, Node};
 
 use super::algorithms::{DSIG_NS, DigestAlg, ENVELOPED, SignatureAlg, XPATH};
 use super::gost::Crypto;
-use super::keys::{TrustStore, certificate_key};
+use super::keys::{TrustStore, certificate_key, pick_leaf};
 use super::{DsigError, decode_base64, malformed};
 use crate::xml::c14n::{self, Algorithm, Options};
 use crate::xml::smev_transform;
@@ -398,25 +396,29 @@ pub fn verify<'a, 'i>(
         }
         KeySource::Untrusted(crypto) => {
             let ki = key_info.ok_or(DsigError::NoKey)?;
-            let ders = key_info_certificates(ki)?;
-            let leaf = pick_leaf(&ders)?;
-            let cert = X509::from_der(&ders[leaf])
-                .map_err(|e| malformed(format!("X509Certificate: {e}")))?;
+            let mut certs: Vec<X509> = key_info_certificate_nodes(ki)
+                .map(|n| {
+                    let der = decode_base64(n.text().unwrap_or(""))?;
+                    X509::from_der(&der).map_err(|e| malformed(format!("X509Certificate: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+            if certs.is_empty() {
+                return Err(DsigError::NoKey);
+            }
+            let cert = certs.swap_remove(pick_leaf(&certs)?);
             owned_key = certificate_key(&cert, crypto)?;
             certificate = Some(cert);
             &owned_key
         }
         KeySource::Trusted(store) => {
             let ki = key_info.ok_or(DsigError::NoKey)?;
-            let ders = key_info_certificates(ki)?;
-            let leaf = pick_leaf(&ders)?;
-            let others: Vec<&[u8]> = ders
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != leaf)
-                .map(|(_, d)| d.as_slice())
+            let texts: Vec<&str> = key_info_certificate_nodes(ki)
+                .map(|n| n.text().unwrap_or(""))
                 .collect();
-            trusted = store.check(&ders[leaf], &others)?;
+            if texts.is_empty() {
+                return Err(DsigError::NoKey);
+            }
+            trusted = store.check_key_info(&texts)?;
             certificate = Some(trusted.cert.clone());
             &trusted.key
         }
@@ -438,42 +440,48 @@ pub fn verify<'a, 'i>(
     })
 }
 
-/// The DER of every `X509Data/X509Certificate` under KeyInfo, in document order.
-fn key_info_certificates(key_info: Node<'_, '_>) -> Result<Vec<Vec<u8>>, DsigError> {
-    let ders: Vec<Vec<u8>> = key_info
+/// Every `X509Data/X509Certificate` under KeyInfo, in document order.
+fn key_info_certificate_nodes<'a, 'i>(
+    key_info: Node<'a, 'i>,
+) -> impl Iterator<Item = Node<'a, 'i>> {
+    key_info
         .children()
         .filter(|n| n.has_tag_name((DSIG_NS, "X509Data")))
         .flat_map(children)
         .filter(|n| n.has_tag_name((DSIG_NS, "X509Certificate")))
-        .map(|n| decode_base64(n.text().unwrap_or("")))
-        .collect::<Result<_, _>>()?;
-    if ders.is_empty() {
-        return Err(DsigError::NoKey);
-    }
-    Ok(ders)
 }
 
-/// The signer's certificate among several: the one that issued none of the others. With one
-/// certificate, that one; when it cannot be told apart, verification fails.
-fn pick_leaf(ders: &[Vec<u8>]) -> Result<usize, DsigError> {
-    if ders.len() == 1 {
-        return Ok(0);
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` from the raw big-endian halves of an XMLDSig
+/// ECDSA value (what OpenSSL's verifier takes), without bignum round trips.
+fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, v: &[u8]) {
+        let v = &v[v.iter().position(|b| *b != 0).unwrap_or(v.len())..];
+        let pad = v.first().is_none_or(|b| *b & 0x80 != 0);
+        let len = v.len() + usize::from(pad);
+        out.push(0x02);
+        push_len(out, len);
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
     }
-    let certs: Vec<X509> = ders
-        .iter()
-        .map(|d| X509::from_der(d).map_err(|e| malformed(format!("X509Certificate: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let mut leaves = (0..certs.len()).filter(|&i| {
-        !certs.iter().enumerate().any(|(j, other)| {
-            j != i && certs[i].issued(other) == openssl::x509::X509VerifyResult::OK
-        })
-    });
-    match (leaves.next(), leaves.next()) {
-        (Some(i), None) => Ok(i),
-        _ => Err(malformed(
-            "KeyInfo holds several certificates and the signer's cannot be told apart",
-        )),
+    fn push_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend_from_slice(&[0x81, len as u8]);
+        } else {
+            out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+        }
     }
+    let mut body = Vec::with_capacity(r.len() + s.len() + 8);
+    integer(&mut body, r);
+    integer(&mut body, s);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.push(0x30);
+    push_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 fn verify_signature_value(
@@ -490,9 +498,7 @@ fn verify_signature_value(
         if sig.len() != 2 * n {
             return Err(DsigError::BadSignature);
         }
-        let r = BigNum::from_slice(&sig[..n])?;
-        let s = BigNum::from_slice(&sig[n..])?;
-        let der = EcdsaSig::from_private_components(r, s)?.to_der()?;
+        let der = ecdsa_der(&sig[..n], &sig[n..]);
         let mut v = Verifier::new(md, key)?;
         v.verify_oneshot(&der, data).unwrap_or(false)
     } else {
@@ -510,5 +516,32 @@ fn verify_signature_value(
         Ok(())
     } else {
         Err(DsigError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ecdsa_der;
+    use openssl::bn::BigNum;
+    use openssl::ecdsa::EcdsaSig;
+
+    #[test]
+    fn ecdsa_der_matches_openssl_encoding() {
+        let cases: &[(Vec<u8>, Vec<u8>)] = &[
+            (vec![0x01; 32], vec![0x7f; 32]),
+            (vec![0x80; 32], vec![0xff; 32]),
+            ([vec![0; 5], vec![0x9a; 27]].concat(), vec![0; 32]),
+            (vec![0x00, 0x80, 0x01], vec![0x00, 0x00, 0x05]),
+            (vec![0xc3; 66], [vec![0, 1], vec![0xee; 64]].concat()),
+        ];
+        for (r, s) in cases {
+            let expected = EcdsaSig::from_private_components(
+                BigNum::from_slice(r).expect("r"),
+                BigNum::from_slice(s).expect("s"),
+            )
+            .and_then(|sig| sig.to_der())
+            .expect("der");
+            assert_eq!(ecdsa_der(r, s), expected, "r={r:02x?} s={s:02x?}");
+        }
     }
 }
