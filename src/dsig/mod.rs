@@ -5,6 +5,7 @@ pub mod algorithms;
 pub mod gost;
 pub mod keys;
 mod sign;
+pub mod smev;
 mod verify;
 
 pub use algorithms::{DSIG_NS, DigestAlg, DigestSink, KeyFamily, SignatureAlg};
@@ -14,6 +15,7 @@ pub use keys::{
     private_key_from_bytes, public_key_from_bytes,
 };
 pub use sign::{SignOptions, SigningKey, insert_as_last_child, sign_element};
+pub use smev::{SignatureFault, sign_message, verify_message};
 pub use verify::{
     Expect, KeySource, ReferenceCheck, Verified, VerifiedElement, check_reference, resolve_id,
     verify,
@@ -37,6 +39,8 @@ pub enum DsigError {
     WrongTarget(String),
     #[error("certificate is not valid now: {0}")]
     CertificateExpired(String),
+    #[error("no ds:Signature where the signature belongs")]
+    NoSignature,
     #[error("malformed signature: {0}")]
     Malformed(String),
     #[error("reference `{0}` resolves to no element")]
