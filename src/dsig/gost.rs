@@ -32,6 +32,30 @@ unsafe extern "C" {
     fn ENGINE_set_default(e: *mut c_void, flags: c_uint) -> c_int;
     fn ENGINE_finish(e: *mut c_void) -> c_int;
     fn ENGINE_free(e: *mut c_void) -> c_int;
+    fn EVP_PKEY_CTX_ctrl_str(ctx: *mut c_void, kind: *const c_char, value: *const c_char) -> c_int;
+}
+
+/// Sets the GOST key-generation parameter set (`A`, `B`, `C`, ...) on a keygen context.
+pub(crate) fn gost_paramset(
+    ctx: &mut openssl::pkey_ctx::PkeyCtx<()>,
+    paramset: &str,
+) -> Result<(), DsigError> {
+    use foreign_types::ForeignType;
+    let value = std::ffi::CString::new(paramset)
+        .map_err(|_| DsigError::Key("invalid GOST parameter set".into()))?;
+    // SAFETY: the context pointer is live for the borrow; both strings are NUL-terminated.
+    let rc = unsafe {
+        EVP_PKEY_CTX_ctrl_str(
+            ctx.as_ptr().cast::<c_void>(),
+            c"paramset".as_ptr(),
+            value.as_ptr(),
+        )
+    };
+    if rc > 0 {
+        Ok(())
+    } else {
+        Err(DsigError::Openssl(openssl::error::ErrorStack::get()))
+    }
 }
 
 /// Loads the `gost` engine (from OpenSSL's engines directory) and makes it the default for its

@@ -6,6 +6,7 @@ pub mod gost;
 pub mod keys;
 mod sign;
 pub mod smev;
+pub mod tools;
 mod verify;
 
 pub use algorithms::{DSIG_NS, DigestAlg, DigestSink, KeyFamily, SignatureAlg};
