@@ -156,7 +156,7 @@ pub fn verify_document(
         match verify(&doc, sig, Expect::Any, &keys) {
             Ok(v) => {
                 report.element = describe(v.element.node());
-                report.signer = v.certificate.as_ref().map(|c| subject(c));
+                report.signer = v.certificate.as_ref().map(subject);
                 report.signature_alg = Some(format!(
                     "{} ({})",
                     v.signature_alg.name(),
