@@ -95,6 +95,128 @@ fn measure(iters: u32, rounds: usize, mut f: impl FnMut()) -> Duration {
     samples[0]
 }
 
+// libxml2's canonicalization, for comparison in the same run (linked from the system library).
+#[link(name = "xml2")]
+unsafe extern "C" {
+    fn xmlReadMemory(
+        buffer: *const std::ffi::c_char,
+        size: i32,
+        url: *const std::ffi::c_char,
+        encoding: *const std::ffi::c_char,
+        options: i32,
+    ) -> *mut std::ffi::c_void;
+    fn xmlFreeDoc(doc: *mut std::ffi::c_void);
+    fn xmlC14NDocDumpMemory(
+        doc: *mut std::ffi::c_void,
+        nodes: *mut std::ffi::c_void,
+        mode: i32,
+        inclusive_ns_prefixes: *mut *mut u8,
+        with_comments: i32,
+        out: *mut *mut u8,
+    ) -> i32;
+    fn free(p: *mut std::ffi::c_void);
+}
+
+/// A document parsed by libxml2, freed on drop.
+struct LibxmlDoc(*mut std::ffi::c_void);
+
+impl LibxmlDoc {
+    fn parse(text: &str) -> Option<LibxmlDoc> {
+        let len = i32::try_from(text.len()).ok()?;
+        // SAFETY: the buffer and length describe `text`; libxml2 copies what it keeps.
+        let doc = unsafe {
+            xmlReadMemory(
+                text.as_ptr().cast(),
+                len,
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        (!doc.is_null()).then_some(LibxmlDoc(doc))
+    }
+
+    /// Exclusive c14n (mode 1) of the whole document; returns the output length.
+    fn exc_c14n(&self) -> usize {
+        let mut out: *mut u8 = std::ptr::null_mut();
+        // SAFETY: a live document, no node set, no prefixes; libxml2 mallocs `out`, freed here.
+        let n = unsafe {
+            xmlC14NDocDumpMemory(
+                self.0,
+                std::ptr::null_mut(),
+                1,
+                std::ptr::null_mut(),
+                0,
+                &mut out,
+            )
+        };
+        if !out.is_null() {
+            // SAFETY: allocated by libxml2 with the default (malloc) allocator.
+            unsafe { free(out.cast()) };
+        }
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
+impl Drop for LibxmlDoc {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from xmlReadMemory and is freed once.
+        unsafe { xmlFreeDoc(self.0) }
+    }
+}
+
+/// A ~1 MB document of the same shape (many records).
+fn big_document() -> String {
+    let mut body = String::with_capacity(1 << 20);
+    let mut i = 0;
+    while body.len() < 1_000_000 {
+        body.push_str(&format!(
+            "<r:Row n=\"{i}\" xmlns:x=\"urn://unused/{i}\"><r:LastName>Иванов-{i}</r:LastName><r:FirstName>Анна</r:FirstName><r:Address kind=\"reg\">г. Тверь, ул. Советская, д. {i} &amp; кв. 7</r:Address></r:Row>\n"
+        ));
+        i += 1;
+    }
+    format!(
+        "<S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\"><S:Body><r:Rows xmlns:r=\"urn://example.gov/registration/1.0\">\n{body}</r:Rows></S:Body></S:Envelope>"
+    )
+}
+
+fn c14n_vs_libxml2(name: &str, text: &str, iters: u32) -> Result<(), String> {
+    let limits = XmlLimits {
+        max_nodes: 10_000_000,
+        max_text_bytes: 64 << 20,
+        ..XmlLimits::default()
+    };
+    let doc = xml::parse(text, &limits).map_err(|e| e.to_string())?;
+    let lx = LibxmlDoc::parse(text).ok_or("libxml2 could not parse")?;
+    let mut out = Vec::with_capacity(text.len() + 1024);
+    c14n::canonicalize(doc.root(), &c14n::Options::EXCLUSIVE, None, &mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() != lx.exc_c14n() {
+        return Err(format!(
+            "{name}: exc-c14n output lengths differ from libxml2's"
+        ));
+    }
+    let ours = measure(iters, 9, || {
+        out.clear();
+        c14n::canonicalize(doc.root(), &c14n::Options::EXCLUSIVE, None, &mut out).expect("c14n");
+        black_box(&out);
+    });
+    let theirs = measure(iters, 9, || {
+        black_box(lx.exc_c14n());
+    });
+    let mb = |d: Duration| text.len() as f64 / d.as_secs_f64() / 1e6;
+    println!(
+        "exc-c14n {name:>5} ({:>7} bytes): ours {:>9.1} µs ({:>5.0} MB/s) | libxml2 {:>9.1} µs ({:>5.0} MB/s) | libxml2/ours = {:.2}",
+        text.len(),
+        us(ours),
+        mb(ours),
+        us(theirs),
+        mb(theirs),
+        us(theirs) / us(ours)
+    );
+    Ok(())
+}
+
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
@@ -304,6 +426,13 @@ fn main() -> ExitCode {
         us(smev),
         text.len() as f64 / us(smev)
     );
+
+    for (name, doc, iters) in [("2 KB", text.clone(), 2000), ("1 MB", big_document(), 5)] {
+        if let Err(e) = c14n_vs_libxml2(name, &doc, iters) {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let crypto = Crypto::load();
     let mut cases = vec![Case {
