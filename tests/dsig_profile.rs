@@ -426,6 +426,17 @@ fn unknown_algorithms_transforms_and_extra_references_are_refused() {
         |e| matches!(e, DsigError::ReferenceNotFound(_)),
         "Id not found",
     );
+    // A KeyInfo stuffed with certificates is refused before any quadratic work.
+    refused(
+        |s| {
+            let a = s.find("<ds:X509Data>").expect("X509Data") + "<ds:X509Data>".len();
+            let b = s.find("</ds:X509Data>").expect("end");
+            let cert = &s[a..b];
+            format!("{}{}{}", &s[..a], cert.repeat(9), &s[b..])
+        },
+        |e| matches!(e, DsigError::Malformed(m) if m.contains("9 certificates")),
+        "nine KeyInfo certificates",
+    );
     refused(
         |s| {
             let a = s.find("<ds:KeyInfo>").expect("KeyInfo");

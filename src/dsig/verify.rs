@@ -405,6 +405,7 @@ pub fn verify<'a, 'i>(
             if certs.is_empty() {
                 return Err(DsigError::NoKey);
             }
+            check_certificate_count(certs.len())?;
             let cert = certs.swap_remove(pick_leaf(&certs)?);
             owned_key = certificate_key(&cert, crypto)?;
             certificate = Some(cert);
@@ -418,6 +419,7 @@ pub fn verify<'a, 'i>(
             if texts.is_empty() {
                 return Err(DsigError::NoKey);
             }
+            check_certificate_count(texts.len())?;
             trusted = store.check_key_info(&texts)?;
             certificate = Some(trusted.cert.clone());
             &trusted.key
@@ -438,6 +440,19 @@ pub fn verify<'a, 'i>(
         digest_alg: reference.digest_alg,
         weak: si.signature_alg.is_weak() || reference.digest_alg.is_weak(),
     })
+}
+
+/// Most certificates KeyInfo may carry (the signer and its CA chain); finding the signer
+/// among them is quadratic, so a hostile KeyInfo must not hold thousands.
+const MAX_KEY_INFO_CERTIFICATES: usize = 8;
+
+fn check_certificate_count(n: usize) -> Result<(), DsigError> {
+    if n > MAX_KEY_INFO_CERTIFICATES {
+        return Err(malformed(format!(
+            "KeyInfo carries {n} certificates (at most {MAX_KEY_INFO_CERTIFICATES})"
+        )));
+    }
+    Ok(())
 }
 
 /// Every `X509Data/X509Certificate` under KeyInfo, in document order.
