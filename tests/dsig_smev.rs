@@ -190,3 +190,38 @@ fn failures_map_to_smev_faults() {
         "PoorSOAPEnvelopeFormat"
     );
 }
+
+/// The node keeps one SigningKey and one TrustStore in its shared state and uses them from
+/// the blocking pool's threads.
+#[test]
+fn keys_and_trust_are_shareable_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<SigningKey>();
+    shareable::<TrustStore>();
+    shareable::<Crypto>();
+
+    let key = std::sync::Arc::new(key("ec/ec-prime256v1"));
+    let trust = std::sync::Arc::new(store());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let key = key.clone();
+            let trust = trust.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let signed = sign(RESPONSE, &key);
+                    let doc = parse(&signed);
+                    verify_message(
+                        &doc,
+                        element(&doc, "SenderProvidedResponseData"),
+                        element(&doc, "CallerInformationSystemSignature"),
+                        &trust,
+                    )
+                    .expect("verify");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+}
