@@ -48,6 +48,8 @@ pub enum DsigError {
     ReferenceNotFound(String),
     #[error("reference `{id}` resolves to {count} elements (signature wrapping?)")]
     AmbiguousReference { id: String, count: usize },
+    #[error("ds:SignedInfo holds {0} References; the profile expects exactly one")]
+    ReferenceCount(usize),
     #[error("unsupported reference URI `{0}`")]
     UnsupportedUri(String),
     #[error("unsupported transform chain: {0}")]

@@ -131,6 +131,7 @@ impl DsigError {
             DsigError::WrongTarget(_)
             | DsigError::ReferenceNotFound(_)
             | DsigError::AmbiguousReference { .. }
+            | DsigError::ReferenceCount(_)
             | DsigError::UnsupportedUri(_) => SignatureFault::IncorrectSignatureTarget,
             DsigError::NoKey | DsigError::Untrusted(_) => SignatureFault::CertificateIsNotFound,
             DsigError::CertificateExpired(_) => SignatureFault::CertificateIsExpired,

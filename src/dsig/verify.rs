@@ -163,10 +163,18 @@ fn parse_signed_info<'a, 'i>(signature: Node<'a, 'i>) -> Result<SignedInfo<'a, '
     let sm = expect_child(&mut si, "SignatureMethod")?;
     let signature_alg = SignatureAlg::from_uri(algorithm(sm)?)?;
     let reference = expect_child(&mut si, "Reference")?;
-    if si.next().is_some() {
-        return Err(DsigError::UnsupportedTransforms(
-            "exactly one ds:Reference is supported".into(),
-        ));
+    let mut count = 1;
+    for extra in si {
+        if !extra.has_tag_name((DSIG_NS, "Reference")) {
+            return Err(malformed(format!(
+                "unexpected <{}> in ds:SignedInfo",
+                extra.tag_name().name()
+            )));
+        }
+        count += 1;
+    }
+    if count != 1 {
+        return Err(DsigError::ReferenceCount(count));
     }
     Ok(SignedInfo {
         node,
