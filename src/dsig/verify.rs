@@ -1,5 +1,5 @@
-//! Owns XMLDSig verification: SignedInfo parsing, Id resolution (exactly one element), the reference digest and the SignatureValue check.
-//! Must not decide trust beyond an optional caller-supplied X509 store, nor follow external or XPointer URIs.
+//! Owns XMLDSig verification: SignedInfo parsing (exactly one Reference), Id resolution (exactly one, expected element), the reference digest, the signer's key and the SignatureValue check.
+//! Must not decide trust itself (the caller's TrustStore does), skip an unknown algorithm or transform, nor follow external or XPointer URIs.
 
 use openssl::pkey::{PKeyRef, Public};
 use openssl::rsa::Padding;
