@@ -517,9 +517,10 @@ fn flipping_any_byte_of_signed_content_fails() {
 
 /// merlin-xmldsig-twenty-three: the one signature with a supported algorithm (enveloping
 /// RSA-SHA1, key in KeyValue) verifies, flagged weak; the others use DSA, HMAC or external
-/// URIs, which the node does not support, and are refused for that reason.
+/// URIs, which the node does not support, and are refused for that reason; so are the DSA
+/// signatures of merlin-exc-c14n-one and merlin-c14n-three.
 #[test]
-fn merlin_xmldsig_twenty_three() {
+fn merlin_interop_signatures() {
     let dir = vectors_dir().join("xmldsig/merlin-xmldsig-twenty-three");
     let text = std::fs::read_to_string(dir.join("signature-enveloping-rsa.xml")).expect("read");
     let doc = Document::parse(&text).expect("parse");
@@ -576,6 +577,25 @@ fn merlin_xmldsig_twenty_three() {
         ("signature-x509-ski", "DSA, external URI"),
         ("signature-x509-sn", "DSA, external URI"),
     ];
+    // The c14n interop signatures are DSA-SHA1 too (their canonical forms and digests are
+    // checked byte for byte in tests/c14n_vectors.rs); the signatures are refused.
+    for case in [
+        "merlin-exc-c14n-one/exc-signature.xml",
+        "merlin-c14n-three/signature.xml",
+    ] {
+        let text = std::fs::read_to_string(vectors_dir().join("xmldsig").join(case)).expect("read");
+        let doc = Document::parse(&text).expect("parse");
+        let r = verify(
+            &doc,
+            signature_of(&doc),
+            Expect::Any,
+            &KeySource::Untrusted(Crypto::load()),
+        );
+        assert!(
+            matches!(r, Err(DsigError::UnsupportedAlgorithm(ref a)) if a.ends_with("#dsa-sha1")),
+            "{case} (DSA) must be refused as unsupported: {r:?}"
+        );
+    }
     // signature.xml (DSA, 21 References incl. external, XSLT, manifests) carries a DTD,
     // which the node refuses before any signature work.
     let text = std::fs::read_to_string(dir.join("signature.xml")).expect("read");
