@@ -63,9 +63,15 @@ async fn api(
     body: Option<Value>,
 ) -> (u16, Value) {
     use http_body_util::{BodyExt, Full};
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect api");
+    // The node binds its API listener when it starts serving: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "connect api: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

@@ -1,6 +1,9 @@
 //! Secure reading of untrusted XML: UTF-8 only, no DTD, bounded depth, node and attribute counts.
 //! It owns the parse of every incoming document; it must not interpret SOAP or SMEV semantics.
 
+pub mod c14n;
+pub mod smev_transform;
+
 use roxmltree::{Document, Node, ParsingOptions};
 
 use crate::config::XmlLimits;
