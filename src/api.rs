@@ -155,7 +155,9 @@ async fn create(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
         &new.payload_xml,
         &recipients,
         new.transaction_code.as_deref(),
-    ) {
+    )
+    .and_then(|b| consumer::sign(config, &api.node.trust.key, b))
+    {
         Ok(b) => b,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };

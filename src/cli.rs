@@ -75,9 +75,45 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_name = "DURATION")]
         timeout: String,
     },
+    /// Development PKI: `pki init DIR` creates a test CA, this node's certificate and other agencies'.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Sign a SOAP message's element (by Id) the SMEV way and print it: for tests, demos and samples.
+    Sign {
+        #[arg(value_name = "MESSAGE.xml")]
+        file: PathBuf,
+        /// Private key (PEM, DER, PKCS#8 or PKCS#12).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Certificate (PEM or DER); optional with PKCS#12.
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// The Id of the element to sign.
+        #[arg(long, default_value = "SIGNED_BY_CONSUMER")]
+        id: String,
+        /// The element (local name, SMEV types namespace) that receives the ds:Signature.
+        #[arg(long, default_value = "CallerInformationSystemSignature")]
+        holder: String,
+    },
     /// The tamper-evident audit journal: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Create DIR/ca.crt, DIR/<node>.key/.crt and a key and certificate per other agency (ECDSA P-256,
+    /// CN = mnemonic). Development and tests only.
+    Init {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// This node's mnemonic.
+        #[arg(long, default_value = "SAMPLE_AGENCY")]
+        node: String,
+        /// Other agencies' mnemonics, comma-separated.
+        #[arg(long, default_value = "AGENCY_B,AGENCY_C")]
+        agencies: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +229,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
         Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
+        Command::Pki(PkiCommand::Init {
+            dir,
+            node,
+            agencies,
+        }) => {
+            let others: Vec<&str> = agencies
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .collect();
+            let pki = crate::trust::pki_init(&dir, &node, &others)?;
+            println!("CA certificate (put it in trust.ca): {}", pki.ca.display());
+            for (name, key, cert) in &pki.parties {
+                println!(
+                    "{name}: key {} certificate {}",
+                    key.display(),
+                    cert.display()
+                );
+            }
+            println!("Development only: these keys are not protected by any hardware or password.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign {
+            file,
+            key,
+            cert,
+            id,
+            holder,
+        } => {
+            let crypto = crate::dsig::Crypto::load();
+            let key =
+                crate::dsig::SigningKey::from_files(&key, cert.as_deref(), None, None, crypto)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let limits = crate::config::XmlLimits::default();
+            let version = crate::soap::Version::ALL
+                .into_iter()
+                .rev()
+                .find(|v| text.contains(v.types_ns()))
+                .context("the message uses no SMEV types namespace")?;
+            let signed = crate::dsig::sign_message(
+                &text,
+                &limits,
+                &id,
+                (version.types_ns(), &holder),
+                &key,
+            )?;
+            print!("{signed}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send {
             payload,
             to,
@@ -376,6 +462,7 @@ fn send(
     let mut node_id = [0u8; 6];
     node_id.copy_from_slice(&random_node[..6]);
     node_id[0] |= 1;
+    let trust = crate::trust::Trust::load(&config)?;
     let built = crate::consumer::build_request(
         &config,
         crate::soap::MessageId::generate(&node_id),
@@ -383,6 +470,7 @@ fn send(
         &recipients,
         code,
     )
+    .and_then(|b| crate::consumer::sign(&config, &trust.key, b))
     .with_context(|| format!("{} cannot be sent", payload.display()))?;
     let message_id = built.message_id.to_string();
     let record = crate::consumer::outgoing(&config, built, &recipients, Channel::Cli, None, None);

@@ -37,6 +37,7 @@ pub struct Config {
     /// The local ways in for this node's own requests.
     pub consumer: ConsumerOptions,
     pub keys: KeyPaths,
+    pub trust: TrustOptions,
     pub mappings_dir: PathBuf,
     pub datasources: BTreeMap<String, DatasourceConfig>,
 }
@@ -158,6 +159,18 @@ impl std::fmt::Debug for AdminOptions {
 pub struct KeyPaths {
     pub private_key: Option<PathBuf>,
     pub certificate: Option<PathBuf>,
+    /// The key's password, from a file only its owner may read ...
+    pub password_file: Option<PathBuf>,
+    /// ... or from this environment variable. Never logged.
+    pub password_env: Option<String>,
+}
+
+/// Whose signatures the node accepts, and how a signer becomes a sender mnemonic.
+#[derive(Debug, Clone)]
+pub struct TrustOptions {
+    pub ca: Vec<PathBuf>,
+    pub sender_from: crate::trust::SenderFrom,
+    pub senders: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +208,8 @@ struct RawConfig {
     consumer: RawConsumer,
     #[serde(default)]
     keys: RawKeys,
+    #[serde(default)]
+    trust: RawTrust,
     #[serde(default)]
     mappings: RawMappings,
     #[serde(default)]
@@ -273,6 +288,17 @@ struct RawAdmin {
 struct RawKeys {
     private_key: Option<String>,
     certificate: Option<String>,
+    password_file: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTrust {
+    #[serde(default)]
+    ca: Vec<String>,
+    sender_from: Option<String>,
+    #[serde(default)]
+    senders: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -408,7 +434,10 @@ impl Validator<'_> {
         let keys = KeyPaths {
             private_key: raw.keys.private_key.map(|p| self.resolve(&p)),
             certificate: raw.keys.certificate.map(|p| self.resolve(&p)),
+            password_file: raw.keys.password_file.map(|p| self.resolve(&p)),
+            password_env: raw.keys.password_env,
         };
+        let trust = self.trust(raw.trust);
         let mappings_dir = self.resolve(raw.mappings.dir.as_deref().unwrap_or("mappings"));
         if !mappings_dir.is_dir() {
             let shown = mappings_dir.display().to_string();
@@ -436,6 +465,7 @@ impl Validator<'_> {
             admin,
             consumer,
             keys,
+            trust,
             mappings_dir,
             datasources,
         }
@@ -644,6 +674,46 @@ impl Validator<'_> {
                 Duration::from_secs(1),
             ),
             timeout: d(self, "timeout", raw.timeout, Duration::from_secs(30)),
+        }
+    }
+
+    fn trust(&mut self, raw: RawTrust) -> TrustOptions {
+        use crate::trust::SenderFrom;
+        let ca: Vec<PathBuf> = raw.ca.iter().map(|p| self.resolve(p)).collect();
+        for (i, path) in ca.iter().enumerate() {
+            if !path.exists() {
+                let shown = path.display().to_string();
+                let span = crate::tomlfile::value_span(self.text, &["trust", "ca"]);
+                self.problems.push(Problem::at_span(
+                    self.file,
+                    self.text,
+                    span,
+                    format!("trust.ca[{i}] `{shown}` does not exist"),
+                ));
+            }
+        }
+        let sender_from = match raw.sender_from.as_deref() {
+            None | Some("cn") => SenderFrom::CommonName,
+            Some("ogrn") => SenderFrom::Ogrn,
+            Some("snils") => SenderFrom::Snils,
+            Some("fingerprint") => SenderFrom::Fingerprint,
+            Some(other) => {
+                self.problem(
+                    &["trust", "sender_from"],
+                    format!("trust.sender_from `{other}` must be cn, ogrn, snils or fingerprint"),
+                );
+                SenderFrom::CommonName
+            }
+        };
+        let senders = raw
+            .senders
+            .into_iter()
+            .map(|(k, v)| (k.replace(':', "").to_lowercase(), v))
+            .collect();
+        TrustOptions {
+            ca,
+            sender_from,
+            senders,
         }
     }
 

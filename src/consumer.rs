@@ -27,6 +27,8 @@ pub enum ConsumerError {
     Recipient(String),
     #[error("transaction code is longer than 1500 characters")]
     TransactionCode,
+    #[error("signing the request failed: {0}")]
+    Signing(String),
     #[error(transparent)]
     Store(#[from] crate::storage::StoreError),
 }
@@ -108,6 +110,9 @@ pub fn build_request(
         w.get_mut().extend_from_slice(element.as_bytes());
         w.write_event(Event::End(BytesEnd::new("basic:MessagePrimaryContent")))?;
         w.write_event(Event::End(BytesEnd::new("ns:SenderProvidedRequestData")))?;
+        w.write_event(Event::Empty(BytesStart::new(
+            "ns:CallerInformationSystemSignature",
+        )))?;
         w.write_event(Event::End(BytesEnd::new("ns:SendRequestRequest")))?;
         w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
         w.write_event(Event::End(BytesEnd::new("soap:Envelope")))
@@ -115,6 +120,26 @@ pub fn build_request(
     Ok(Built {
         message_id,
         envelope: w.into_inner(),
+    })
+}
+
+/// Signs a built request's SenderProvidedRequestData with `key` (CallerInformationSystemSignature).
+pub fn sign(
+    config: &Config,
+    key: &crate::dsig::SigningKey,
+    built: Built,
+) -> Result<Built, ConsumerError> {
+    let text = String::from_utf8(built.envelope)
+        .map_err(|_| ConsumerError::Payload("not UTF-8".into()))?;
+    let holder = (
+        REQUEST_VERSION.types_ns(),
+        "CallerInformationSystemSignature",
+    );
+    let signed = crate::dsig::sign_message(&text, &config.limits.xml, REQUEST_DATA_ID, holder, key)
+        .map_err(|e| ConsumerError::Signing(e.to_string()))?;
+    Ok(Built {
+        message_id: built.message_id,
+        envelope: signed.into_bytes(),
     })
 }
 
@@ -309,6 +334,7 @@ fn pick_up(node: &Node, folder: &Folder, path: &Path, recipients: &[String]) {
                 recipients,
                 None,
             )
+            .and_then(|b| sign(&node.config, &node.trust.key, b))
             .map_err(|e| e.to_string())?;
             let message_id = built.message_id.to_string();
             let record = outgoing(

@@ -20,4 +20,5 @@ pub mod server;
 pub mod soap;
 pub mod storage;
 pub mod tomlfile;
+pub mod trust;
 pub mod xml;

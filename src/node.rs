@@ -24,6 +24,8 @@ pub enum StartError {
     Datasource(#[from] DatasourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     #[error("the mapping set is invalid:\n{0}")]
     Mappings(Problems),
 }
@@ -35,6 +37,8 @@ pub struct Node {
     pub mappings: MappingSet,
     pub store: Store,
     pub metrics: crate::metrics::Metrics,
+    /// The signing key and the trust store.
+    pub trust: crate::trust::Trust,
     /// The node field of the v1 UUIDs this node generates.
     uuid_node: [u8; 6],
 }
@@ -56,7 +60,9 @@ impl Node {
             ..StoreOptions::default()
         };
         let store = Store::open(&config.data_dir, &options)?;
+        let trust = crate::trust::Trust::load(&config)?;
         Ok(Node {
+            trust,
             config,
             datasources,
             mappings,
@@ -64,6 +70,27 @@ impl Node {
             metrics: crate::metrics::Metrics::default(),
             uuid_node: random_uuid_node(),
         })
+    }
+
+    /// Signs the element with `Id` = `id` in `xml`, putting the signature into the `holder` element
+    /// (in the types namespace of `version`).
+    pub fn sign(
+        &self,
+        xml: &[u8],
+        id: &str,
+        holder: &str,
+        version: crate::soap::Version,
+    ) -> Result<Vec<u8>, crate::dsig::DsigError> {
+        let text = std::str::from_utf8(xml)
+            .map_err(|_| crate::dsig::DsigError::Malformed("not UTF-8".into()))?;
+        crate::dsig::sign_message(
+            text,
+            &self.config.limits.xml,
+            id,
+            (version.types_ns(), holder),
+            &self.trust.key,
+        )
+        .map(String::into_bytes)
     }
 
     /// A fresh MessageID for a message this node creates.

@@ -117,6 +117,12 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
         },
         Operation::SendResponse(r) => {
             use crate::soap::envelope::ResponseContent;
+            if let Err(fault) =
+                verify_caller(node, &doc, version, r.response_data, r.caller_signature)
+            {
+                tracing::info!(message_id = %r.to, "an answer was refused: {}", fault.message);
+                return (operation, Step::Reply(fault.into()));
+            }
             use crate::storage::outbox::AnswerKind;
             let kind = match r.content {
                 ResponseContent::Primary(_) => AnswerKind::Data,
@@ -145,10 +151,15 @@ fn receive_request(
     body: &[u8],
 ) -> Step {
     let mode = node.config.node.reply;
-    match node
-        .store
-        .find_incoming(UNVERIFIED_SENDER, req.message_id.as_str())
-    {
+    let signer = match verify_caller(node, doc, version, req.request_data, req.caller_signature) {
+        Ok(s) => s,
+        Err(fault) => {
+            tracing::info!(message_id = %req.message_id, "refused: {}", fault.message);
+            return Step::Reply(fault.into());
+        }
+    };
+    let sender = signer.sender.clone();
+    match node.store.find_incoming(&sender, req.message_id.as_str()) {
         Ok(Some(existing)) => {
             tracing::info!(message_id = %req.message_id, status = %existing.status, "repeated request: answering with what is stored");
             return Step::Reply(repeat_reply(&existing, mode, version));
@@ -157,7 +168,8 @@ fn receive_request(
         Err(e) => return Step::Reply(store_fault(version, &e)),
     }
     let mut record = NewIncoming {
-        sender: UNVERIFIED_SENDER.to_string(),
+        sender: sender.clone(),
+        received_detail: Some(signer.detail(node, doc, req)),
         message_id: req.message_id.to_string(),
         version: version.as_str(),
         mapping: None,
@@ -207,8 +219,8 @@ fn receive_request(
                 message_id: req.message_id.as_str(),
                 message_type: "REQUEST",
                 sender: Participant {
-                    mnemonic: UNVERIFIED_SENDER,
-                    name: "sender not yet identified by signature",
+                    mnemonic: &sender,
+                    name: "identified by its signature",
                 },
                 recipient: Participant {
                     mnemonic: &node.config.node.mnemonic,
@@ -220,6 +232,20 @@ fn receive_request(
             };
             let mut ack = Vec::with_capacity(1024);
             reply::write_send_request_response(&mut ack, version, &metadata);
+            let ack = match node.sign(&ack, reply::METADATA_ID, "SMEVSignature", version) {
+                Ok(signed) => signed,
+                Err(e) => {
+                    tracing::error!(message_id = %req.message_id, "signing the acknowledgement failed: {e}");
+                    return Step::Reply(
+                        Fault::server(
+                            version,
+                            SmevFault::SmevFailure,
+                            "the node could not sign its acknowledgement",
+                        )
+                        .into(),
+                    );
+                }
+            };
             record.ack = Some(ack.clone());
             Step::Store {
                 record: Box::new(record),
@@ -248,6 +274,101 @@ pub fn repeat_reply(existing: &Existing, mode: ReplyMode, version: Version) -> R
             "the first copy of this request is still being stored; retry",
         )
         .into(),
+    }
+}
+
+/// Who signed a verified message.
+struct Signer {
+    sender: String,
+    subject: String,
+    algorithm: &'static str,
+    weak: bool,
+}
+
+impl Signer {
+    /// The audit line for the accepted request, with the PersonalSignature's result when there is one.
+    fn detail(&self, node: &Node, doc: &Document<'_>, req: &SendRequest<'_, '_>) -> String {
+        let weak = if self.weak { " (weak: SHA-1)" } else { "" };
+        let personal = match req.personal_signature.and_then(|s| s.parent_element()) {
+            None => String::new(),
+            Some(holder) => {
+                match crate::dsig::verify_message(doc, req.content, holder, &node.trust.store) {
+                    Ok(_) => "; personal signature valid".to_string(),
+                    Err(e) => format!("; personal signature INVALID: {e}"),
+                }
+            }
+        };
+        format!(
+            "from {} ({}), signature verified with {}{weak}{personal}",
+            self.sender, self.subject, self.algorithm
+        )
+    }
+}
+
+/// Verifies the CallerInformationSystemSignature over `target` against the trust store and names the sender.
+fn verify_caller<'a, 'i>(
+    node: &Node,
+    doc: &'a Document<'i>,
+    version: Version,
+    target: roxmltree::Node<'a, 'i>,
+    signature: Option<roxmltree::Node<'a, 'i>>,
+) -> Result<Signer, Fault> {
+    let refuse = |code: SignatureFaultCode, message: String| {
+        node.metrics.signature_failure(code.as_str());
+        Fault::client(version, SmevFault::SignatureVerification(code), message)
+    };
+    let Some(holder) = signature.and_then(|s| s.parent_element()) else {
+        return Err(refuse(
+            SignatureFaultCode::NoSignatureFound,
+            "no ds:Signature in CallerInformationSystemSignature".into(),
+        ));
+    };
+    let verified =
+        crate::dsig::verify_message(doc, target, holder, &node.trust.store).map_err(|e| {
+            refuse(
+                signature_fault_code(e.smev_fault()),
+                format!("signature refused: {e}"),
+            )
+        })?;
+    let Some(cert) = verified.certificate.as_ref() else {
+        return Err(refuse(
+            SignatureFaultCode::CertificateIsNotFound,
+            "the signature carries no certificate".into(),
+        ));
+    };
+    let subject = cert
+        .subject_name()
+        .entries()
+        .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match node.trust.sender_of(cert) {
+        Ok(sender) => Ok(Signer {
+            sender,
+            subject,
+            algorithm: verified.signature_alg.name(),
+            weak: verified.weak,
+        }),
+        Err(why) => {
+            node.metrics.signature_failure("SenderIsNotRegistered");
+            Err(Fault::client(
+                version,
+                SmevFault::SenderIsNotRegistered,
+                format!("the signer is not a registered sender: {why}"),
+            ))
+        }
+    }
+}
+
+fn signature_fault_code(f: crate::dsig::SignatureFault) -> SignatureFaultCode {
+    use crate::dsig::SignatureFault as F;
+    match f {
+        F::PoorSoapEnvelopeFormat => SignatureFaultCode::PoorSoapEnvelopeFormat,
+        F::NoSignatureFound => SignatureFaultCode::NoSignatureFound,
+        F::IncorrectSignatureTarget => SignatureFaultCode::IncorrectSignatureTarget,
+        F::SignatureIsInvalid => SignatureFaultCode::SignatureIsInvalid,
+        F::CertificateIsNotFound => SignatureFaultCode::CertificateIsNotFound,
+        F::CertificateIsExpired => SignatureFaultCode::CertificateIsExpired,
     }
 }
 
@@ -353,6 +474,19 @@ fn response_document(
     };
     let mut body = Vec::with_capacity(1024);
     write_send_response(&mut body, &header, answer);
+    let body = match node.sign(
+        &body,
+        crate::soap::reply::RESPONSE_DATA_ID,
+        "CallerInformationSystemSignature",
+        version,
+    ) {
+        Ok(signed) => signed,
+        Err(e) => {
+            // The key was checked at start; this is a bug, and an unsigned answer would be refused anyway.
+            tracing::error!(message_id = %message_id, "signing the answer failed; sending it unsigned: {e}");
+            body
+        }
+    };
     StoredAnswer {
         response_message_id: message_id.to_string(),
         response: body,

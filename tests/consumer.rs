@@ -47,10 +47,11 @@ async fn sent_message_id(gw: &FakeGateway, n: usize) -> (String, String) {
 }
 
 fn relay(to: &str, content: &str) -> String {
-    format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:SendResponseRequest xmlns:ns="{TYPES_13}" xmlns:basic="{BASIC_13}"><ns:SenderProvidedResponseData Id="R"><ns:MessageID>{}</ns:MessageID><ns:To>{to}</ns:To>{content}</ns:SenderProvidedResponseData></ns:SendResponseRequest></soap:Body></soap:Envelope>"#,
+    let unsigned = format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:SendResponseRequest xmlns:ns="{TYPES_13}" xmlns:basic="{BASIC_13}"><ns:SenderProvidedResponseData Id="R"><ns:MessageID>{}</ns:MessageID><ns:To>{to}</ns:To>{content}</ns:SenderProvidedResponseData><ns:CallerInformationSystemSignature/></ns:SendResponseRequest></soap:Body></soap:Envelope>"#,
         new_message_id()
-    )
+    );
+    sign_as("AGENCY_B", &unsigned, "R")
 }
 
 const ANSWER: &str = r#"<basic:MessagePrimaryContent><r:RegistrationResponse xmlns:r="urn://example.gov/registration/1.0"><r:LastName>Иванов</r:LastName></r:RegistrationResponse></basic:MessagePrimaryContent>"#;

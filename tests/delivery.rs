@@ -411,7 +411,8 @@ async fn requests_stored_but_not_answered_before_a_stop_are_processed_after_rest
         .await;
         let id = new_message_id();
         let record = smev_adapter::storage::NewIncoming {
-            sender: smev_adapter::provider::UNVERIFIED_SENDER.into(),
+            sender: "AGENCY_B".into(),
+            received_detail: None,
             message_id: id.clone(),
             version: "1.3",
             mapping: None,

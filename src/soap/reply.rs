@@ -89,6 +89,10 @@ fn write_envelope(
         }
     }
     w.write_event(Event::End(BytesEnd::new("ns:SenderProvidedResponseData")))?;
+    // The holder the node's signature goes into (see `Node::sign`).
+    w.write_event(Event::Empty(BytesStart::new(
+        "ns:CallerInformationSystemSignature",
+    )))?;
     w.write_event(Event::End(BytesEnd::new("ns:SendResponseRequest")))?;
     w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
     w.write_event(Event::End(BytesEnd::new("soap:Envelope")))?;
@@ -177,6 +181,7 @@ fn write_metadata_envelope(out: &mut Vec<u8>, version: Version, op: &str, metada
     let mut w = Writer::new(out);
     let _ = start_envelope(&mut w, version, op)
         .and_then(|()| write_metadata(&mut w, metadata))
+        .and_then(|()| w.write_event(Event::Empty(BytesStart::new("ns:SMEVSignature"))))
         .and_then(|()| end_envelope(&mut w, op));
 }
 

@@ -93,6 +93,8 @@ impl Default for StoreOptions {
 #[derive(Debug, Clone)]
 pub struct NewIncoming {
     pub sender: String,
+    /// The RECEIVED entry's detail (who signed it, how).
+    pub received_detail: Option<String>,
     pub message_id: String,
     pub version: &'static str,
     pub mapping: Option<String>,
@@ -475,7 +477,7 @@ fn insert_incoming(c: &Connection, rec: &NewIncoming) -> rusqlite::Result<Insert
         };
     }
     let id = c.last_insert_rowid();
-    history(c, id, Status::Received, now, None)?;
+    history(c, id, Status::Received, now, rec.received_detail.as_deref())?;
     if let Some(a) = &rec.answer {
         history(c, id, a.status, now, Some(&a.detail))?;
     }

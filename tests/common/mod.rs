@@ -38,6 +38,7 @@ pub fn config_text_with(dir: &Path, node: &str, limits: &str, extra: &str) -> St
     let repo = repo();
     let r = repo.display();
     let d = dir.display();
+    let ca = test_pki().ca.display().to_string();
     format!(
         r#"[node]
 mnemonic = "TEST_NODE"
@@ -53,6 +54,9 @@ shutdown_grace = "10s"
 
 [storage]
 data_dir = "{d}/data"
+
+[trust]
+ca = ["{ca}", "{r}/samples/pki/ca.crt"]
 
 [mappings]
 dir = "{r}/mappings"
@@ -200,8 +204,74 @@ pub fn sample(name: &str) -> String {
     std::fs::read_to_string(repo().join("samples/requests").join(name)).expect("sample request")
 }
 
-/// A SendRequest for a passport, with its own MessageID, in SMEV types version `version`.
+/// A SendRequest for a passport, with its own MessageID, in SMEV types version `version`, signed by AGENCY_B.
 pub fn registration_request(version: &str, message_id: &str, series: &str, number: &str) -> String {
+    sign_as(
+        "AGENCY_B",
+        &unsigned_registration_request(version, message_id, series, number),
+        "SIGNED_BY_CONSUMER",
+    )
+}
+
+/// The test PKI (CA, AGENCY_B, AGENCY_C), made once per test process.
+pub fn test_pki() -> &'static smev_adapter::trust::Pki {
+    static PKI: std::sync::OnceLock<smev_adapter::trust::Pki> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("pki dir").keep();
+        smev_adapter::trust::pki_init(&dir, "TEST_NODE", &["AGENCY_B", "AGENCY_C"])
+            .expect("pki init")
+    })
+}
+
+/// A party's signing key from the test PKI.
+pub fn test_key(mnemonic: &str) -> &'static smev_adapter::dsig::SigningKey {
+    static KEYS: std::sync::OnceLock<Vec<(String, smev_adapter::dsig::SigningKey)>> =
+        std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        let crypto = smev_adapter::dsig::Crypto::load();
+        test_pki()
+            .parties
+            .iter()
+            .map(|(name, key, cert)| {
+                (
+                    name.clone(),
+                    smev_adapter::dsig::SigningKey::from_files(key, Some(cert), None, None, crypto)
+                        .expect("test key"),
+                )
+            })
+            .collect()
+    });
+    keys.iter()
+        .find(|(n, _)| n == mnemonic)
+        .map(|(_, k)| k)
+        .unwrap_or_else(|| panic!("no test key for {mnemonic}"))
+}
+
+/// Signs a SendRequest/SendResponse's `Id` element into its CallerInformationSystemSignature, as `signer`.
+pub fn sign_as(signer: &str, xml: &str, id: &str) -> String {
+    let version = smev_adapter::soap::Version::ALL
+        .into_iter()
+        .rev()
+        .find(|v| xml.contains(v.types_ns()))
+        .expect("an SMEV message");
+    let limits = smev_adapter::config::XmlLimits::default();
+    smev_adapter::dsig::sign_message(
+        xml,
+        &limits,
+        id,
+        (version.types_ns(), "CallerInformationSystemSignature"),
+        test_key(signer),
+    )
+    .expect("sign test message")
+}
+
+/// An unsigned SendRequest for a passport (for tests of signature refusals).
+pub fn unsigned_registration_request(
+    version: &str,
+    message_id: &str,
+    series: &str,
+    number: &str,
+) -> String {
     format!(
         r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:SendRequestRequest xmlns:ns="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/{version}" xmlns:basic="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/{version}"><ns:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"><ns:MessageID>{message_id}</ns:MessageID><basic:MessagePrimaryContent><r:RegistrationRequest xmlns:r="urn://example.gov/registration/1.0"><r:Series>{series}</r:Series><r:Number>{number}</r:Number></r:RegistrationRequest></basic:MessagePrimaryContent></ns:SenderProvidedRequestData><ns:CallerInformationSystemSignature/></ns:SendRequestRequest></soap:Body></soap:Envelope>"#
     )
