@@ -6,6 +6,7 @@ pub mod config;
 pub mod datasource;
 pub mod delivery;
 pub mod diag;
+pub mod doctor;
 pub mod exchange;
 pub mod mapping;
 pub mod node;
