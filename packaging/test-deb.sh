@@ -47,14 +47,18 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 step "cargo deb (release build)"
 start=$SECONDS
-deb=$(cargo deb --locked 2>/tmp/test-deb-build.log | tail -n1) || {
+rm -f target/debian/"$PKG"_*.deb target/debian/"$PKG"-dbgsym_*.ddeb
+cargo deb --locked --fast >/tmp/test-deb-build.log 2>&1 || {
   cat /tmp/test-deb-build.log >&2
   fail "cargo deb failed"
 }
-[[ -f $deb ]] || fail "cargo deb did not print the package path (got '$deb')"
-step "built $deb in $((SECONDS - start))s ($(stat -c %s "$deb") bytes)"
-dpkg-deb --info "$deb" | grep -q "Recommends: libengine-gost-openssl" || fail "the package does not recommend libengine-gost-openssl"
-dpkg-deb --info "$deb" | grep -q "Depends:.*libc6" || fail "the package's Depends were not computed (\$auto)"
+deb=$(ls target/debian/"$PKG"_*.deb 2>/dev/null | head -n1)
+[[ -f $deb ]] || fail "cargo deb made no target/debian/${PKG}_*.deb"
+step "built $deb in $((SECONDS - start))s ($(($(stat -c %s "$deb") / 1024)) KiB)"
+info=$(dpkg-deb --info "$deb")
+[[ $info == *"Recommends: libengine-gost-openssl"* ]] || fail "the package does not recommend libengine-gost-openssl"
+[[ $info =~ Depends:.*libc6 ]] || fail "the package's Depends were not computed (\$auto)"
+[[ $info =~ Depends:.*adduser ]] || fail "the package does not depend on adduser"
 
 # ---- install ----------------------------------------------------------------------------------
 step "dpkg -i"
@@ -104,7 +108,12 @@ fi
 if command -v curl >/dev/null; then
   step "serve (as $USER_NAME) and send the example request"
   log=$(mktemp)
-  "${as_user[@]}" smev-adapter serve --config "$CONFIG" --listen 127.0.0.1:0 2>"$log" &
+  # setpriv execs the node itself (runuser would stay in between and turn SIGTERM into its own exit code).
+  exec_as_user=()
+  if ((${#as_user[@]})) && command -v setpriv >/dev/null; then
+    exec_as_user=(setpriv --reuid="$USER_NAME" --regid="$USER_NAME" --clear-groups --)
+  fi
+  "${exec_as_user[@]}" smev-adapter serve --config "$CONFIG" --listen 127.0.0.1:0 2>"$log" &
   server_pid=$!
   addr=""
   for _ in $(seq 100); do
