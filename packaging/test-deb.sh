@@ -26,10 +26,24 @@ fail() {
   exit 1
 }
 
-# A leftover from an interrupted run would make every check below meaningless.
-if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'ok \(installed\|config-files\|unpacked\|half\)'; then
-  step "purging a leftover $PKG package first"
-  dpkg --purge "$PKG" >/dev/null
+# This test installs and purges the package, its user and /var/lib/smev-adapter. On a machine where any of them
+# already exists (a real installation, or a run killed before its cleanup) it would destroy them, so it stops,
+# except in CI (a throwaway machine) or with SMEV_TEST_DEB_REPLACE=1.
+existing=()
+status=$(dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null || true)
+[[ -n $status && $status != *not-installed* ]] && existing+=("the package $PKG ($status)")
+getent passwd "$USER_NAME" >/dev/null && existing+=("the user $USER_NAME")
+[[ -e $DATA_DIR ]] && existing+=("$DATA_DIR")
+if ((${#existing[@]})); then
+  if [[ ${CI:-} == true || ${SMEV_TEST_DEB_REPLACE:-} == 1 ]]; then
+    step "removing what a previous run left: ${existing[*]}"
+    dpkg --purge "$PKG" >/dev/null 2>&1 || true
+    userdel "$USER_NAME" 2>/dev/null || true
+    groupdel "$USER_NAME" 2>/dev/null || true
+    rm -rf "$DATA_DIR"
+  else
+    fail "this machine already has ${existing[*]}; the test would purge it. Remove it (dpkg --purge $PKG) or set SMEV_TEST_DEB_REPLACE=1"
+  fi
 fi
 server_pid=""
 cleanup() {
