@@ -46,11 +46,13 @@ if ((${#existing[@]})); then
   fi
 fi
 server_pid=""
+logs=$(mktemp -d)
 cleanup() {
   if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi
   if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'installed\|config-files'; then
     dpkg --purge "$PKG" >/dev/null 2>&1 || true
   fi
+  rm -rf "$logs"
 }
 trap cleanup EXIT
 
@@ -62,8 +64,8 @@ fi
 step "cargo deb (release build)"
 start=$SECONDS
 rm -f target/debian/"$PKG"_*.deb target/debian/"$PKG"-dbgsym_*.ddeb
-cargo deb --locked --fast >/tmp/test-deb-build.log 2>&1 || {
-  cat /tmp/test-deb-build.log >&2
+cargo deb --locked --fast >"$logs/build.log" 2>&1 || {
+  cat "$logs/build.log" >&2
   fail "cargo deb failed"
 }
 deb=$(ls target/debian/"$PKG"_*.deb 2>/dev/null | head -n1)
@@ -76,8 +78,8 @@ info=$(dpkg-deb --info "$deb")
 
 # ---- install ----------------------------------------------------------------------------------
 step "dpkg -i"
-dpkg -i "$deb" >/tmp/test-deb-install.log 2>&1 || {
-  cat /tmp/test-deb-install.log >&2
+dpkg -i "$deb" >"$logs/install.log" 2>&1 || {
+  cat "$logs/install.log" >&2
   fail "dpkg -i failed"
 }
 for f in /usr/bin/smev-adapter "$CONFIG" /etc/smev-adapter/mappings/organisation.toml \
@@ -121,7 +123,7 @@ fi
 # The unit's command line, for a moment, as the unit's user: it must create its store in data_dir and answer.
 if command -v curl >/dev/null; then
   step "serve (as $USER_NAME) and send the example request"
-  log=$(mktemp)
+  log=$logs/serve.log
   # setpriv execs the node itself (runuser would stay in between and turn SIGTERM into its own exit code).
   exec_as_user=()
   if ((${#as_user[@]})) && command -v setpriv >/dev/null; then
@@ -144,7 +146,6 @@ if command -v curl >/dev/null; then
   wait "$server_pid" || fail "serve did not exit 0 on SIGTERM"
   server_pid=""
   [[ $(stat -c %U "$DATA_DIR/adapter.db" 2>/dev/null) == "$USER_NAME" ]] || fail "the store is not in $DATA_DIR owned by $USER_NAME"
-  rm -f "$log"
 else
   step "curl not installed: serve not tried"
 fi
