@@ -132,6 +132,7 @@ pub fn run(explicit: Option<&Path>, report: &mut dyn FnMut(&Finding)) {
     for finding in check_datasources(&config) {
         report(&finding);
     }
+    report(&check_data_dir(&config.data_dir));
     report(&check_disk(&config.data_dir));
     report(&check_gateway(config.gateway_url.as_deref()));
 }
@@ -519,7 +520,60 @@ fn check_datasources(config: &Config) -> Vec<Finding> {
         .collect()
 }
 
-// ---- disk -------------------------------------------------------------------------------------
+// ---- data_dir and disk -------------------------------------------------------------------------------------
+
+/// Whether this process may create files in `dir` (write and search permission), as the kernel decides.
+#[cfg(unix)]
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access reads the NUL-terminated path and nothing else.
+    unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(_dir: &Path) -> bool {
+    true
+}
+
+fn check_data_dir(data_dir: &Path) -> Finding {
+    let subject = "data_dir";
+    let shown = data_dir.display();
+    let owner_fix = format!(
+        "chown smev-adapter:smev-adapter {shown} && chmod 750 {shown} (the node runs as smev-adapter), or run doctor as the node's user"
+    );
+    if data_dir.is_dir() {
+        return if writable(data_dir) {
+            Finding::ok(subject, format!("{shown} is writable by this user"))
+        } else {
+            Finding::fail(
+                subject,
+                format!("{shown} is not writable by this user: the node cannot keep its store"),
+                owner_fix,
+            )
+        };
+    }
+    if data_dir.exists() {
+        return Finding::fail(
+            subject,
+            format!("{shown} exists but is not a directory"),
+            "point storage.data_dir at a directory",
+        );
+    }
+    match data_dir.parent() {
+        Some(parent) if parent.is_dir() && writable(parent) => Finding::ok(
+            subject,
+            format!("{shown} does not exist yet; the node creates it on first start"),
+        ),
+        _ => Finding::fail(
+            subject,
+            format!("{shown} does not exist and this user cannot create it"),
+            format!("install -d -o smev-adapter -g smev-adapter -m 750 {shown}"),
+        ),
+    }
+}
 
 /// The verdict for `free` bytes available in data_dir.
 pub fn disk_verdict(free: u64) -> Verdict {

@@ -192,6 +192,12 @@ fn shipped_config_without_keys_passes_with_keys_warned_and_each_check_on_its_lin
         assert!(out.line("GOST").contains("install libengine-gost-openssl"));
     }
     assert_eq!(out.verdict("datasource example"), "OK", "{}", out.stdout);
+    assert_eq!(out.verdict("data_dir"), "OK", "{}", out.stdout);
+    assert!(
+        out.line("data_dir").contains("does not exist yet"),
+        "{}",
+        out.stdout
+    );
     assert_ne!(out.verdict("disk"), "FAIL", "{}", out.stdout);
     assert!(
         out.line("disk").contains("free in data_dir"),
@@ -310,4 +316,41 @@ fn unreachable_gateway_fails_and_a_listening_one_is_ok() {
     let out = install.doctor();
     assert_eq!(out.verdict("gateway"), "OK", "{}", out.stdout);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
+}
+
+#[test]
+fn data_dir_the_running_user_cannot_write_fails_with_the_chown_fix() {
+    let install = Install::new();
+    let data = install.path("data");
+    std::fs::create_dir(&data).expect("data dir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smev-adapter"));
+    cmd.arg("doctor").arg("--config").arg(&install.config);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root may write anywhere: run doctor as `nobody` on a root-owned 0755 data_dir it can read but not write.
+        use std::os::unix::process::CommandExt;
+        let open = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(install.dir.path(), open.clone()).expect("chmod dir");
+        std::fs::set_permissions(&data, open).expect("chmod data");
+        cmd.uid(65534).gid(65534);
+    } else {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555))
+            .expect("chmod data");
+    }
+    let out = cmd.output().expect("run doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("data_dir:"))
+        .unwrap_or_else(|| panic!("no data_dir line in:\n{stdout}"));
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains("not writable"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "chown smev-adapter:smev-adapter {}",
+            data.display()
+        )),
+        "{line}"
+    );
 }
