@@ -84,7 +84,7 @@ dpkg -i "$deb" >"$logs/install.log" 2>&1 || {
 }
 for f in /usr/bin/smev-adapter "$CONFIG" /etc/smev-adapter/mappings/organisation.toml \
   /usr/share/smev-adapter/wsdl/smev-adapter-1.3.wsdl /usr/share/smev-adapter/example/example.db \
-  /lib/systemd/system/smev-adapter.service; do
+  /usr/lib/systemd/system/smev-adapter.service; do
   [[ -e $f ]] || fail "$f is not installed"
 done
 dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q " $CONFIG " || fail "$CONFIG is not a conffile"
@@ -113,9 +113,9 @@ step "smev-adapter doctor --config $CONFIG"
 
 if command -v systemd-analyze >/dev/null; then
   step "systemd-analyze verify"
-  systemd-analyze verify /lib/systemd/system/smev-adapter.service || fail "systemd-analyze verify"
-  score=$(systemd-analyze security --offline=true /lib/systemd/system/smev-adapter.service 2>/dev/null | tail -n1 || true)
-  [[ -n $score ]] && step "systemd-analyze security: ${score#→ }"
+  systemd-analyze verify /usr/lib/systemd/system/smev-adapter.service || fail "systemd-analyze verify"
+  score=$(systemd-analyze security --offline=true /usr/lib/systemd/system/smev-adapter.service 2>/dev/null | tail -n1 || true)
+  if [[ -n $score ]]; then step "systemd-analyze security: ${score#→ }"; fi
 else
   step "systemd-analyze not installed: unit not verified"
 fi
@@ -150,6 +150,18 @@ else
   step "curl not installed: serve not tried"
 fi
 
+# ---- reinstall (an upgrade runs the same postinst with the old version in $2) ----------------------
+step "dpkg -i again (keeps the store)"
+dpkg -i "$deb" >"$logs/reinstall.log" 2>&1 || {
+  cat "$logs/reinstall.log" >&2
+  fail "reinstalling over the installed package failed"
+}
+if command -v curl >/dev/null; then
+  [[ -f $DATA_DIR/adapter.db ]] || fail "reinstalling lost $DATA_DIR/adapter.db"
+fi
+owner=$(stat -c '%U:%G %a' "$DATA_DIR")
+[[ $owner == "$USER_NAME:$USER_NAME 750" ]] || fail "after reinstall $DATA_DIR is '$owner'"
+
 # ---- remove, then purge -----------------------------------------------------------------------
 step "dpkg --remove (keeps the user, the data and the conffiles)"
 dpkg --remove "$PKG" >/dev/null
@@ -161,7 +173,7 @@ getent passwd "$USER_NAME" >/dev/null || fail "remove deleted the user"
 step "dpkg --purge"
 dpkg --purge "$PKG" >/dev/null
 for f in /usr/bin/smev-adapter /etc/smev-adapter "$DATA_DIR" /usr/share/smev-adapter /usr/share/doc/smev-adapter \
-  /lib/systemd/system/smev-adapter.service; do
+  /usr/lib/systemd/system/smev-adapter.service; do
   [[ ! -e $f ]] || fail "purge left $f"
 done
 ! getent passwd "$USER_NAME" >/dev/null || fail "purge left the user $USER_NAME"
