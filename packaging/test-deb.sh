@@ -89,6 +89,10 @@ for f in /usr/bin/smev-adapter "$CONFIG" /etc/smev-adapter/mappings/organisation
 done
 dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q " $CONFIG " || fail "$CONFIG is not a conffile"
 
+WANTS=/etc/systemd/system/multi-user.target.wants/smev-adapter.service
+if command -v deb-systemd-helper >/dev/null; then
+  [[ -L $WANTS ]] || fail "the unit is not enabled ($WANTS missing)"
+fi
 getent passwd "$USER_NAME" >/dev/null || fail "postinst did not create the user $USER_NAME"
 getent group "$USER_NAME" >/dev/null || fail "postinst did not create the group $USER_NAME"
 owner=$(stat -c '%U:%G %a' "$DATA_DIR" 2>/dev/null) || fail "postinst did not create $DATA_DIR"
@@ -173,7 +177,7 @@ getent passwd "$USER_NAME" >/dev/null || fail "remove deleted the user"
 step "dpkg --purge"
 dpkg --purge "$PKG" >/dev/null
 for f in /usr/bin/smev-adapter /etc/smev-adapter "$DATA_DIR" /usr/share/smev-adapter /usr/share/doc/smev-adapter \
-  /usr/lib/systemd/system/smev-adapter.service; do
+  /usr/lib/systemd/system/smev-adapter.service "$WANTS"; do
   [[ ! -e $f ]] || fail "purge left $f"
 done
 ! getent passwd "$USER_NAME" >/dev/null || fail "purge left the user $USER_NAME"
