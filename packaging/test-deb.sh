@@ -178,7 +178,7 @@ step "dpkg --purge"
 dpkg --purge "$PKG" >/dev/null
 for f in /usr/bin/smev-adapter /etc/smev-adapter "$DATA_DIR" /usr/share/smev-adapter /usr/share/doc/smev-adapter \
   /usr/lib/systemd/system/smev-adapter.service "$WANTS"; do
-  [[ ! -e $f ]] || fail "purge left $f"
+  [[ ! -e $f && ! -L $f ]] || fail "purge left $f"
 done
 ! getent passwd "$USER_NAME" >/dev/null || fail "purge left the user $USER_NAME"
 ! getent group "$USER_NAME" >/dev/null || fail "purge left the group $USER_NAME"
