@@ -1,5 +1,5 @@
 //! `smev-adapter doctor`: checks an installation (config, keys, GOST, datasources, disk, gateway) and prints
-//! one verdict line each, with the fix. It must not change anything: no repairs, no writes to the store.
+//! It must not change anything beyond what `check` does (build a missing sample database): no repairs, no store writes.
 
 use std::fmt;
 use std::io::Write;
