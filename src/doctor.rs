@@ -1,4 +1,4 @@
-//! `smev-adapter doctor`: checks an installation (config, keys, GOST, datasources, disk, gateway) and prints
+//! `smev-adapter doctor`: checks an installation (config, keys, GOST, datasources, disk, gateway), one verdict line each.
 //! It must not change anything beyond what `check` does (build a missing sample database): no repairs, no store writes.
 
 use std::fmt;
