@@ -44,3 +44,6 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "test.sh: cargo test"
 cargo test --quiet
 # The bench binaries are built (above) but not run here: benchmarks are not tests.
+# The .deb: build, install, check, serve, purge (root only; skipped outside CI when not root).
+echo "test.sh: packaging/test-deb.sh"
+./packaging/test-deb.sh

@@ -47,6 +47,10 @@ pub enum Command {
     ///
     /// Exits 0 when everything is valid, 1 otherwise. Opens the datasources to prepare each mapping's SQL.
     Check,
+    /// Check the installation: config, keys, GOST, datasources, free disk, gateway; one OK/WARN/FAIL line each.
+    ///
+    /// Exits 1 when any check FAILs. Changes nothing (except that, like `check`, it builds a missing sample database).
+    Doctor,
     /// Print the version.
     Version,
     /// Tools for the bundled sample agency.
@@ -226,6 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => Ok(check(cli.config.as_deref())),
+        Command::Doctor => Ok(crate::doctor::main(cli.config.as_deref())),
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
         Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),

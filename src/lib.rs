@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod datasource;
 pub mod delivery;
 pub mod diag;
+pub mod doctor;
 pub mod dsig;
 pub mod exchange;
 pub mod mapping;
