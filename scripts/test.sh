@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build and the tests need.
 #   libssl-dev, pkg-config: the openssl crate; xmlsec1: the reference XMLDSig peer in the tests;
-#   libengine-gost-openssl: GOST signatures through OpenSSL's engine.
-PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl)
+#   libengine-gost-openssl: GOST signatures through OpenSSL's engine;
+#   libxml2-dev, libclang-dev: the `libxml` crate (XSD validation of mapping payloads) links libxml2
+#   and generates its bindings with bindgen, which needs libclang.
+PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl libxml2-dev libclang-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

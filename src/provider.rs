@@ -63,10 +63,9 @@ fn provide(
     req: &SendRequest<'_, '_>,
 ) -> Reply {
     let tag = req.content.tag_name();
-    let answer = match node
-        .mappings
-        .route(tag.namespace().unwrap_or(""), tag.name())
-    {
+    // One snapshot per request: a hot reload meanwhile does not change this request's mapping.
+    let mappings = node.mappings();
+    let answer = match mappings.route(tag.namespace().unwrap_or(""), tag.name()) {
         None => {
             tracing::info!(message_id = %req.message_id, "no mapping for {{{}}}{}", tag.namespace().unwrap_or(""), tag.name());
             Answer::Rejected {
@@ -92,20 +91,22 @@ fn provide(
                 )
                 .into();
             }
-            Ok(params) => match mapping.execute(&node.datasources, &params) {
-                Outcome::Answer(xml) => Answer::Primary(xml),
-                Outcome::NoData => Answer::Rejected {
-                    code: RejectionCode::NoData,
-                    description: "no data found for the request".into(),
-                },
-                Outcome::Failed(reason) => {
-                    tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
-                    Answer::Rejected {
+            Ok(params) => {
+                match mapping.execute(&node.datasources, &params, req.message_id.as_str()) {
+                    Outcome::Answer(xml) => Answer::Primary(xml),
+                    Outcome::NoData => Answer::Rejected {
+                        code: RejectionCode::NoData,
+                        description: "no data found for the request".into(),
+                    },
+                    Outcome::Failed(reason) => {
+                        tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
+                        Answer::Rejected {
                         code: RejectionCode::Failure,
                         description: "the provider failed to process the request; its administrators have the details".into(),
                     }
+                    }
                 }
-            },
+            }
         },
     };
     let message_id = node.new_message_id();

@@ -1,0 +1,276 @@
+//! PostgreSQL datasources: a deadpool of tokio-postgres connections (TLS optional) driven by a small
+//! runtime of their own, so blocking-pool threads and the CLI call them synchronously. It must not build XML.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures_util::Stream;
+use std::future::poll_fn;
+use std::pin::pin;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::pgvalue::{self, PgParam, PgText};
+use super::{DatasourceError, Rows, Statement};
+use crate::config::{PgTls, PostgresDatasource};
+
+/// How the pool's connections (and a cancel request) negotiate TLS.
+#[derive(Clone)]
+enum Tls {
+    Off,
+    On(postgres_openssl::MakeTlsConnector),
+}
+
+/// A pool of PostgreSQL connections with per-connection prepared-statement caches.
+pub struct PgPool {
+    name: String,
+    pool: Pool,
+    tls: Tls,
+    /// Drives the connections; `Option` only so that `Drop` can shut it down without blocking.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl PgPool {
+    /// Builds the pool without connecting: a server that is down now is retried on each use.
+    pub fn open(name: &str, cfg: &PostgresDatasource) -> Result<PgPool, DatasourceError> {
+        let config_err = |message: String| DatasourceError::PgConfig {
+            name: name.to_string(),
+            message,
+        };
+        let mut pg: tokio_postgres::Config = cfg
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| config_err(e.to_string()))?;
+        pg.connect_timeout(cfg.connect_timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("smev-adapter");
+        }
+        let tls = match &cfg.tls {
+            PgTls::Off => Tls::Off,
+            PgTls::On { ca_file } => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let mut builder =
+                    openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+                        .map_err(|e| config_err(e.to_string()))?;
+                if let Some(ca) = ca_file {
+                    builder
+                        .set_ca_file(ca)
+                        .map_err(|e| config_err(format!("ca_file {}: {e}", ca.display())))?;
+                }
+                Tls::On(postgres_openssl::MakeTlsConnector::new(builder.build()))
+            }
+        };
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Tls::Off => Manager::from_config(pg, NoTls, manager_config),
+            Tls::On(connector) => Manager::from_config(pg, connector.clone(), manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(cfg.connect_timeout))
+            .create_timeout(Some(cfg.connect_timeout))
+            .build()
+            .map_err(|e| config_err(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("pg-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|source| DatasourceError::Runtime {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(PgPool {
+            name: name.to_string(),
+            pool,
+            tls,
+            rt: Some(rt),
+        })
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt
+            .as_ref()
+            .expect("the driver runtime lives until the pool is dropped")
+            .block_on(f)
+    }
+
+    fn pg_err(&self, e: tokio_postgres::Error) -> DatasourceError {
+        if e.is_closed() {
+            return DatasourceError::PgUnavailable {
+                name: self.name.clone(),
+                message: e.to_string(),
+            };
+        }
+        let message = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => e.to_string(),
+        };
+        DatasourceError::Pg {
+            name: self.name.clone(),
+            message,
+        }
+    }
+
+    fn pool_err(&self, e: PoolError) -> DatasourceError {
+        match e {
+            PoolError::Backend(e) => DatasourceError::PgUnavailable {
+                name: self.name.clone(),
+                message: e.to_string(),
+            },
+            other => DatasourceError::PgUnavailable {
+                name: self.name.clone(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Runs the statement; on timeout the server is asked to cancel it.
+    pub fn run(&self, stmt: &Statement<'_>) -> Result<Rows, DatasourceError> {
+        self.block_on(async {
+            let mut client = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+            let token = client.cancel_token();
+            let work = async {
+                if stmt.writes {
+                    let tx = client.transaction().await.map_err(|e| self.pg_err(e))?;
+                    let prepared = tx
+                        .prepare_cached(&stmt.positional.sql)
+                        .await
+                        .map_err(|e| self.pg_err(e))?;
+                    let rows = self.collect(tx.client(), &prepared, stmt).await?;
+                    if stmt.rollback {
+                        tx.rollback().await.map_err(|e| self.pg_err(e))?;
+                    } else {
+                        tx.commit().await.map_err(|e| self.pg_err(e))?;
+                    }
+                    Ok(rows)
+                } else {
+                    let prepared = client
+                        .prepare_cached(&stmt.positional.sql)
+                        .await
+                        .map_err(|e| self.pg_err(e))?;
+                    self.collect(&client, &prepared, stmt).await
+                }
+            };
+            match tokio::time::timeout(stmt.timeout, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let cancelled = match &self.tls {
+                        Tls::Off => token.cancel_query(NoTls).await,
+                        Tls::On(c) => token.cancel_query(c.clone()).await,
+                    };
+                    if let Err(e) = cancelled {
+                        tracing::warn!(datasource = %self.name, "cancelling a timed-out statement failed: {e}");
+                    }
+                    Err(DatasourceError::Timeout {
+                        name: self.name.clone(),
+                        timeout: stmt.timeout,
+                    })
+                }
+            }
+        })
+    }
+
+    async fn collect(
+        &self,
+        client: &tokio_postgres::Client,
+        prepared: &tokio_postgres::Statement,
+        stmt: &Statement<'_>,
+    ) -> Result<Rows, DatasourceError> {
+        let columns: Vec<String> = prepared
+            .columns()
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        self.check_types(prepared)?;
+        let mut values: Vec<PgParam<'_>> = Vec::with_capacity(stmt.positional.names.len());
+        for name in &stmt.positional.names {
+            let value = stmt
+                .params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .unwrap_or(&super::BindValue::Null);
+            values.push(PgParam(value));
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let stream = client
+            .query_raw(prepared, refs.iter().copied())
+            .await
+            .map_err(|e| self.pg_err(e))?;
+        let mut stream = pin!(stream);
+        let mut rows = Vec::new();
+        while let Some(row) = poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+            let row = row.map_err(|e| self.pg_err(e))?;
+            if rows.len() == stmt.max_rows {
+                return Err(DatasourceError::TooManyRows {
+                    name: self.name.clone(),
+                    limit: stmt.max_rows,
+                });
+            }
+            let mut out = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let v: PgText = row.try_get(i).map_err(|e| self.pg_err(e))?;
+                out.push(v.0);
+            }
+            rows.push(out);
+        }
+        Ok(Rows { columns, rows })
+    }
+
+    fn check_types(&self, prepared: &tokio_postgres::Statement) -> Result<(), DatasourceError> {
+        match prepared
+            .columns()
+            .iter()
+            .find(|c| !pgvalue::supported(c.type_()))
+        {
+            Some(c) => Err(DatasourceError::UnsupportedType {
+                name: self.name.clone(),
+                column: c.name().to_string(),
+                pg_type: c.type_().name().to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Prepares `sql` (with `$n` placeholders) on the server, returning its result columns.
+    pub fn describe(&self, sql: &str) -> Result<Vec<String>, DatasourceError> {
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+            let prepared = client.prepare(sql).await.map_err(|e| self.pg_err(e))?;
+            self.check_types(&prepared)?;
+            Ok(prepared
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect())
+        })
+    }
+
+    pub fn ping(&self) -> Result<(), DatasourceError> {
+        self.block_on(async {
+            let client = self.pool.get().await.map_err(|e| self.pool_err(e))?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(|e| self.pg_err(e))?;
+            Ok(())
+        })
+    }
+
+    /// Open connections and the pool's maximum.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.max_size)
+    }
+}
