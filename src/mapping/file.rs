@@ -106,6 +106,8 @@ struct RawField {
     element: String,
     #[serde(default, rename = "type")]
     ty: Option<String>,
+    #[serde(default)]
+    scale: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -720,10 +722,17 @@ impl Check<'_> {
                     }
                 },
             };
+            if f.scale.is_some() && ty != Some(ValueType::Decimal) {
+                self.problem(
+                    &key,
+                    format!("field `{}` has a scale but is not type = \"decimal\"", f.column),
+                );
+            }
             fields.push(Field {
                 column: f.column.clone(),
                 element,
                 ty,
+                scale: f.scale,
             });
         }
         Some(fields)

@@ -120,6 +120,8 @@ pub struct Field {
     pub element: PrefixedName,
     /// Formats the value (xs:date, xs:dateTime, ...); `None` writes it as the database gives it.
     pub ty: Option<ValueType>,
+    /// For decimals: exactly this many fraction digits (`scale = 2` writes 120000 as 120000.00).
+    pub scale: Option<usize>,
 }
 
 /// A repeated element: one per row, or one per run of rows sharing `key` (1:N nesting).

@@ -70,11 +70,14 @@ fn write_fields(
         match f.ty {
             None => write_text(w, &f.element, value),
             Some(ty) => {
-                let formatted = ty.format(value).map_err(|why| RenderError::BadValue {
+                let mut formatted = ty.format(value).map_err(|why| RenderError::BadValue {
                     column: f.column.clone(),
                     ty,
                     why,
                 })?;
+                if let Some(scale) = f.scale {
+                    formatted = super::types::with_scale(&formatted, scale);
+                }
                 write_text(w, &f.element, &formatted);
             }
         }
@@ -146,6 +149,7 @@ mod tests {
             column: column.into(),
             element: name(local),
             ty,
+            scale: None,
         }
     }
 

@@ -231,6 +231,24 @@ pub fn is_datetime(s: &str) -> bool {
     }
 }
 
+/// A decimal with exactly `scale` fraction digits: padded with zeros, or rounded when longer.
+pub fn with_scale(decimal: &str, scale: usize) -> String {
+    let (int, frac) = decimal.split_once('.').unwrap_or((decimal, ""));
+    if frac.len() <= scale {
+        let mut out = int.to_string();
+        if scale > 0 {
+            out.push('.');
+            out.push_str(frac);
+            out.extend(std::iter::repeat_n('0', scale - frac.len()));
+        }
+        return out;
+    }
+    match decimal.parse::<f64>() {
+        Ok(f) => format!("{f:.scale$}"),
+        Err(_) => decimal.to_string(),
+    }
+}
+
 /// Compares two values of an ordered type (as written in the request or the mapping).
 pub fn compare(ty: ValueType, a: &BindValue, b: &BindValue) -> Option<std::cmp::Ordering> {
     match (ty, a, b) {
@@ -314,6 +332,14 @@ mod tests {
         assert_eq!(ValueType::Bool.format("1").as_deref(), Ok("true"));
         assert_eq!(ValueType::Int.format("12.0").as_deref(), Ok("12"));
         assert!(ValueType::Date.format("yesterday").is_err());
+    }
+
+    #[test]
+    fn decimals_get_their_scale() {
+        assert_eq!(with_scale("120000", 2), "120000.00");
+        assert_eq!(with_scale("35000.5", 2), "35000.50");
+        assert_eq!(with_scale("4550.0751", 2), "4550.08");
+        assert_eq!(with_scale("7", 0), "7");
     }
 
     #[test]
