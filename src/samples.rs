@@ -90,7 +90,8 @@ pub fn build_database(samples: &Path, out: &Path) -> Result<(), SampleError> {
     };
     {
         let mut conn = Connection::open(&tmp).map_err(sql)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(sql)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(sql)?;
         conn.execute_batch(&schema).map_err(sql)?;
         conn.execute_batch(&fixed).map_err(sql)?;
         let tx = conn.transaction().map_err(sql)?;
@@ -196,7 +197,12 @@ fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
     let employers: Vec<(String, String)> = GENERATED_EMPLOYERS
         .iter()
         .enumerate()
-        .map(|(i, name)| (format!("{}", 7_800_000_000u64 + i as u64 * 1_111), (*name).to_string()))
+        .map(|(i, name)| {
+            (
+                format!("{}", 7_800_000_000u64 + i as u64 * 1_111),
+                (*name).to_string(),
+            )
+        })
         .collect();
     for (inn, name) in &employers {
         employer.execute(params![inn, name])?;

@@ -48,6 +48,12 @@ impl PgPool {
             .parse()
             .map_err(|e: tokio_postgres::Error| config_err(e.to_string()))?;
         pg.connect_timeout(cfg.connect_timeout);
+        // Read-only unless a mapping declares that it writes (writes open READ WRITE transactions).
+        let options = format!(
+            "{} -c default_transaction_read_only=on",
+            pg.get_options().unwrap_or("")
+        );
+        pg.options(options.trim());
         if pg.get_application_name().is_none() {
             pg.application_name("smev-adapter");
         }
@@ -141,7 +147,12 @@ impl PgPool {
             let token = client.cancel_token();
             let work = async {
                 if stmt.writes {
-                    let tx = client.transaction().await.map_err(|e| self.pg_err(e))?;
+                    let tx = client
+                        .build_transaction()
+                        .read_only(false)
+                        .start()
+                        .await
+                        .map_err(|e| self.pg_err(e))?;
                     let prepared = tx
                         .prepare_cached(&stmt.positional.sql)
                         .await

@@ -725,7 +725,10 @@ impl Check<'_> {
             if f.scale.is_some() && ty != Some(ValueType::Decimal) {
                 self.problem(
                     &key,
-                    format!("field `{}` has a scale but is not type = \"decimal\"", f.column),
+                    format!(
+                        "field `{}` has a scale but is not type = \"decimal\"",
+                        f.column
+                    ),
                 );
             }
             fields.push(Field {

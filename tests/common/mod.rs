@@ -2,6 +2,8 @@
 //! Tests use the repository's mappings, samples and WSDL, so they exercise what ships.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,7 +77,13 @@ impl TestNode {
         let text = config_text(dir.path(), limits);
         let path = dir.path().join("adapter.toml");
         std::fs::write(&path, &text).expect("write config");
-        let config = Config::parse(&path, &text, &|_| None)
+        Self::start_with_config(dir, &path).await
+    }
+
+    /// Starts a node from the config file `path`; `dir` is kept alive with the node.
+    pub async fn start_with_config(dir: tempfile::TempDir, path: &Path) -> TestNode {
+        let text = std::fs::read_to_string(path).expect("read config");
+        let config = Config::parse(path, &text, &|_| None)
             .unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
         let node = tokio::task::spawn_blocking(move || Node::start(config))
             .await
