@@ -217,9 +217,17 @@ fn every_parameter_type_is_extracted_bound_and_rendered_the_same_on_both_databas
     }
 }
 
+/// (case, request fields, the element the error points at ("" = the payload), message fragment)
+type Case = (
+    &'static str,
+    Vec<(&'static str, String)>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn every_validation_failure_is_invalid_content_pointing_at_the_element() {
-    let cases: Vec<(&str, Vec<(&'static str, String)>, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "missing",
             GOOD.iter()
