@@ -46,8 +46,8 @@ impl Node {
         })?;
         build_missing_sample_databases(&config)?;
         let datasources = Datasources::open(&config.datasources)?;
-        let mappings =
-            MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
+        let mappings = MappingSet::load_at_start(&config.mappings_dir, &datasources)
+            .map_err(StartError::Mappings)?;
         let live_mappings = LiveMappings::new(&config.mappings_dir, mappings);
         Ok(Node {
             config,

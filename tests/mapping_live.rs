@@ -310,7 +310,7 @@ fn failure_code(answer: &Answer) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_going_down_answers_failure_the_node_keeps_running_and_recovers() {
+async fn postgres_down_at_start_or_later_answers_failure_the_node_keeps_running_and_recovers() {
     let schema_sql = format!(
         "{}\n{}",
         std::fs::read_to_string(repo().join("samples/schema.sql")).expect("schema"),
@@ -340,8 +340,18 @@ async fn postgres_going_down_answers_failure_the_node_keeps_running_and_recovers
     );
     let (dir, path) = workspace(&ds, &[]);
     copy_mappings(&dir.path().join("mappings"));
+    // The database is down when the node starts: it starts anyway and answers FAILURE.
+    proxy.cut();
     let node = TestNode::start_with_config(dir, &path).await;
+    let early = post_soap(node.addr, sample("happy.xml")).await;
+    assert_eq!(
+        failure_code(&early).as_deref(),
+        Some("FAILURE"),
+        "{}",
+        early.body
+    );
 
+    proxy.restore().await;
     let ok = post_soap(node.addr, sample("happy.xml")).await;
     assert_eq!(
         text_of(&ok.doc(), REG_NS, "LastName"),

@@ -197,13 +197,27 @@ pub fn load_file(
 }
 
 /// Prepares the mapping's SQL on its datasource and checks the response's columns exist.
-pub fn check_against_datasource(m: &Mapping, datasources: &Datasources) -> Vec<Problem> {
+/// With `tolerate_unreachable`, a database that cannot be reached is logged and skipped (node start).
+pub fn check_against_datasource(
+    m: &Mapping,
+    datasources: &Datasources,
+    tolerate_unreachable: bool,
+) -> Vec<Problem> {
     let Some(ds) = datasources.get(&m.datasource) else {
         return Vec::new();
     };
     let text = std::fs::read_to_string(&m.file).unwrap_or_default();
     let columns = match ds.describe(&m.sql, &m.positional) {
         Ok(c) => c,
+        Err(e @ crate::datasource::DatasourceError::PgUnavailable { .. })
+            if tolerate_unreachable =>
+        {
+            tracing::warn!(
+                mapping = %m.name,
+                "{e}; its SQL is not checked now and it answers FAILURE until the database is back"
+            );
+            return Vec::new();
+        }
         Err(e) => {
             return vec![problem_at(
                 &m.file,

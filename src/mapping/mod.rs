@@ -537,13 +537,32 @@ impl MappingSet {
     }
 
     /// Loads `dir` and checks every mapping against the open datasources (prepares its SQL).
+    /// An unreachable database is a problem (`check`, hot reload: nothing unchecked goes live).
     pub fn load(dir: &Path, datasources: &Datasources) -> Result<MappingSet, Problems> {
+        Self::load_with(dir, datasources, false)
+    }
+
+    /// Like [`MappingSet::load`], but a database that cannot be reached is only logged, so that a
+    /// node starts while PostgreSQL is down and answers FAILURE until it returns.
+    pub fn load_at_start(dir: &Path, datasources: &Datasources) -> Result<MappingSet, Problems> {
+        Self::load_with(dir, datasources, true)
+    }
+
+    fn load_with(
+        dir: &Path,
+        datasources: &Datasources,
+        tolerate_unreachable: bool,
+    ) -> Result<MappingSet, Problems> {
         let (mappings, mut problems) = load_dir(
             dir,
             &datasources.names().map(str::to_string).collect::<Vec<_>>(),
         );
         for m in &mappings {
-            problems.extend(file::check_against_datasource(m, datasources));
+            problems.extend(file::check_against_datasource(
+                m,
+                datasources,
+                tolerate_unreachable,
+            ));
         }
         if problems.is_empty() {
             Ok(MappingSet::new(mappings))
