@@ -278,10 +278,4 @@ impl PgPool {
             Ok(())
         })
     }
-
-    /// Open connections and the pool's maximum.
-    pub fn pool_status(&self) -> (usize, usize) {
-        let s = self.pool.status();
-        (s.size, s.max_size)
-    }
 }

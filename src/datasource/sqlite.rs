@@ -2,7 +2,7 @@
 //! opened writer for mappings that write, statement timeouts. It must not build XML.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 
@@ -78,15 +78,11 @@ impl SqlitePool {
     /// Runs the statement with every `:name` bound, returning at most `max_rows` rows.
     pub fn run(&self, stmt: &Statement<'_>) -> Result<Rows, DatasourceError> {
         if stmt.writes {
-            let mut guard = self
-                .writer
-                .lock()
-                .map_err(|_| self.err(rusqlite::Error::InvalidQuery))?;
-            if guard.is_none() {
-                *guard = Some(self.connect(true)?);
-            }
-            let Some(conn) = guard.as_mut() else {
-                return Err(self.err(rusqlite::Error::InvalidQuery));
+            // A panic while holding the writer cannot leave it half-written: SQLite rolls back.
+            let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let conn = match guard.as_mut() {
+                Some(c) => c,
+                None => guard.insert(self.connect(true)?),
             };
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -187,11 +183,6 @@ impl SqlitePool {
             .map_err(|e| self.err(e));
         self.put_back(conn);
         result
-    }
-
-    /// The configured busy timeout (for diagnostics).
-    pub fn busy_timeout(&self) -> Duration {
-        self.cfg.busy_timeout
     }
 }
 
