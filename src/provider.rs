@@ -63,6 +63,7 @@ fn provide(
     req: &SendRequest<'_, '_>,
 ) -> Reply {
     let tag = req.content.tag_name();
+    let request_id = req.message_id.as_str();
     // One snapshot per request: a hot reload meanwhile does not change this request's mapping.
     let mappings = node.mappings();
     let answer = match mappings.route(tag.namespace().unwrap_or(""), tag.name()) {
@@ -91,22 +92,20 @@ fn provide(
                 )
                 .into();
             }
-            Ok(params) => {
-                match mapping.execute(&node.datasources, &params, req.message_id.as_str()) {
-                    Outcome::Answer(xml) => Answer::Primary(xml),
-                    Outcome::NoData => Answer::Rejected {
-                        code: RejectionCode::NoData,
-                        description: "no data found for the request".into(),
-                    },
-                    Outcome::Failed(reason) => {
-                        tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
-                        Answer::Rejected {
+            Ok(params) => match mapping.execute(&node.datasources, &params, request_id) {
+                Outcome::Answer(xml) => Answer::Primary(xml),
+                Outcome::NoData => Answer::Rejected {
+                    code: RejectionCode::NoData,
+                    description: "no data found for the request".into(),
+                },
+                Outcome::Failed(reason) => {
+                    tracing::error!(message_id = %req.message_id, mapping = %mapping.name, "{reason}");
+                    Answer::Rejected {
                         code: RejectionCode::Failure,
                         description: "the provider failed to process the request; its administrators have the details".into(),
                     }
-                    }
                 }
-            }
+            },
         },
     };
     let message_id = node.new_message_id();
