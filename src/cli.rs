@@ -171,6 +171,18 @@ fn mapping_test(
         Err(e) => anyhow::bail!("{e}"),
     };
     println!("mapping: {} ({})", run.mapping, run.file.display());
+    if let Some(m) = set.by_name(&run.mapping) {
+        let senders = match &m.allowed_senders {
+            crate::mapping::Senders::Any => "any".to_string(),
+            crate::mapping::Senders::Only(list) => list.join(", "),
+        };
+        let deadline = m
+            .deadline
+            .map_or_else(|| "none".to_string(), |d| format!("{d:?}"));
+        println!(
+            "allowed senders: {senders} (enforced once signatures are verified); deadline: {deadline}"
+        );
+    }
     println!("parameters:");
     for (name, value) in &run.params {
         println!("  :{name} = {value}");

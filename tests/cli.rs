@@ -308,6 +308,8 @@ fn mapping_test_prints_parameters_sql_rows_and_the_response() {
         std::fs::read_to_string(repo().join("samples/responses/family.xml")).expect("expected");
     for needle in [
         "mapping: family (",
+        "allowed senders: MFC_01, SFR",
+        "deadline: 600s",
         ":series = \"4510\"",
         ":number = \"123456\"",
         ":born_after = 1900-01-01",
