@@ -805,3 +805,141 @@ fn the_sample_requests_get_the_expected_responses_on_both_databases() {
         );
     }
 }
+
+/// What the local PostgreSQL says about TLS: (`ssl` on?, its certificate file).
+fn pg_tls_settings() -> (bool, String) {
+    let url = common::backends::pg_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let driver = tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+                &[],
+            )
+            .await
+            .expect("settings");
+        let out = (row.get::<_, String>(0) == "on", row.get::<_, String>(1));
+        drop(client);
+        let _ = driver.await;
+        out
+    })
+}
+
+#[test]
+fn postgres_over_tls_verifies_the_server_certificate() {
+    let b = Backend::postgres(SETUP);
+    let (ssl_on, cert) = pg_tls_settings();
+    let pg: tokio_postgres::Config = common::backends::pg_url().parse().expect("url");
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let user = pg.get_user().unwrap_or("postgres");
+    let db = pg.get_dbname().unwrap_or("test");
+    let schema = b.pg_schema.clone().expect("schema");
+    // The certificate names `localhost` (Debian's default snakeoil certificate does).
+    let url =
+        format!("postgresql://{user}@localhost:{port}/{db}?options=-c%20search_path%3D{schema}");
+    let mapping = r#"request = "{urn:t}Tls"
+datasource = "db"
+namespaces = { t = "urn:t" }
+
+[params]
+name = { path = "t:Name" }
+
+[query]
+sql = "SELECT CASE WHEN s.ssl THEN 'on' ELSE 'off' END AS tls, t.name FROM pg_stat_ssl s, thing t WHERE s.pid = pg_backend_pid() AND t.name = :name"
+
+[response]
+element = "t:Tls"
+fields = [ { column = "tls", element = "t:On" }, { column = "name", element = "t:Name" } ]
+"#;
+    let trusted = format!(
+        "[datasources.db]\nkind = \"postgres\"\nurl = \"{url}\"\ntls = true\nca_file = \"{cert}\"\nconnect_timeout = \"5s\"\n"
+    );
+    let (_dir, path) = workspace(&trusted, &[("tls.toml", mapping)]);
+    let config = load_config(&path);
+    let datasources = Datasources::open(&config.datasources).expect("open");
+    let loaded = MappingSet::load(&config.mappings_dir, &datasources);
+    if !ssl_on {
+        // A server without TLS is refused rather than used in clear text.
+        let problems = loaded
+            .expect_err("tls = true needs a TLS server")
+            .to_string();
+        assert!(
+            problems.to_lowercase().contains("tls") || problems.to_lowercase().contains("ssl"),
+            "{problems}"
+        );
+        return;
+    }
+    let set =
+        loaded.unwrap_or_else(|p| panic!("TLS with the server's certificate as CA works:\n{p}"));
+    let run = dry_run(
+        &set,
+        &datasources,
+        "<t:Tls xmlns:t=\"urn:t\"><t:Name>Alpha</t:Name></t:Tls>",
+        None,
+        &Default::default(),
+    )
+    .expect("runs");
+    assert_eq!(
+        answer_text(run.outcome),
+        r#"<t:Tls xmlns:t="urn:t"><t:On>on</t:On><t:Name>Alpha</t:Name></t:Tls>"#,
+        "the session really is encrypted"
+    );
+    // With another CA the server's certificate is not trusted, and nothing is sent in clear text instead.
+    let other_ca = b.dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, self_signed_pem()).expect("write CA");
+    let untrusted = format!(
+        "[datasources.db]\nkind = \"postgres\"\nurl = \"{url}\"\ntls = true\nca_file = \"{}\"\nconnect_timeout = \"5s\"\n",
+        other_ca.display()
+    );
+    let (_dir2, path2) = workspace(&untrusted, &[("tls.toml", mapping)]);
+    let config2 = load_config(&path2);
+    let datasources2 = Datasources::open(&config2.datasources).expect("open");
+    let problems = MappingSet::load(&config2.mappings_dir, &datasources2)
+        .expect_err("an untrusted certificate is refused")
+        .to_string();
+    assert!(problems.contains("certificate verify failed"), "{problems}");
+}
+
+/// A throwaway self-signed CA certificate (PEM).
+fn self_signed_pem() -> Vec<u8> {
+    use openssl::{
+        asn1::Asn1Time,
+        bn::BigNum,
+        ec::{EcGroup, EcKey},
+        hash::MessageDigest,
+        nid::Nid,
+        pkey::PKey,
+        x509::{X509, X509NameBuilder},
+    };
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("curve");
+    let key = PKey::from_ec_key(EcKey::generate(&group).expect("key")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "not the database's CA")
+        .expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("version");
+    b.set_serial_number(
+        &BigNum::from_u32(1)
+            .expect("bn")
+            .to_asn1_integer()
+            .expect("serial"),
+    )
+    .expect("serial");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("t"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(30).expect("t"))
+        .expect("na");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    b.build().to_pem().expect("pem")
+}

@@ -85,9 +85,20 @@ impl PgPool {
                     openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
                         .map_err(|e| config_err(e.to_string()))?;
                 if let Some(ca) = ca_file {
-                    builder
-                        .set_ca_file(ca)
-                        .map_err(|e| config_err(format!("ca_file {}: {e}", ca.display())))?;
+                    // The file's certificates are the only roots trusted (like libpq's sslrootcert).
+                    let ca_err = |e: String| config_err(format!("ca_file {}: {e}", ca.display()));
+                    let pem = std::fs::read(ca).map_err(|e| ca_err(e.to_string()))?;
+                    let certs = openssl::x509::X509::stack_from_pem(&pem)
+                        .map_err(|e| ca_err(e.to_string()))?;
+                    if certs.is_empty() {
+                        return Err(ca_err("holds no PEM certificate".into()));
+                    }
+                    let mut store = openssl::x509::store::X509StoreBuilder::new()
+                        .map_err(|e| ca_err(e.to_string()))?;
+                    for cert in certs {
+                        store.add_cert(cert).map_err(|e| ca_err(e.to_string()))?;
+                    }
+                    builder.set_cert_store(store.build());
                 }
                 Tls::On(postgres_openssl::MakeTlsConnector::new(builder.build()))
             }
@@ -140,12 +151,12 @@ impl PgPool {
         if e.is_closed() {
             return DatasourceError::PgUnavailable {
                 name: self.name.clone(),
-                message: e.to_string(),
+                message: with_causes(&e),
             };
         }
         let message = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.severity(), db.message()),
-            None => e.to_string(),
+            None => with_causes(&e),
         };
         DatasourceError::Pg {
             name: self.name.clone(),
@@ -154,15 +165,13 @@ impl PgPool {
     }
 
     fn pool_err(&self, e: PoolError) -> DatasourceError {
-        match e {
-            PoolError::Backend(e) => DatasourceError::PgUnavailable {
-                name: self.name.clone(),
-                message: e.to_string(),
-            },
-            other => DatasourceError::PgUnavailable {
-                name: self.name.clone(),
-                message: other.to_string(),
-            },
+        let message = match &e {
+            PoolError::Backend(inner) => with_causes(inner),
+            other => with_causes(other),
+        };
+        DatasourceError::PgUnavailable {
+            name: self.name.clone(),
+            message,
         }
     }
 
@@ -317,4 +326,19 @@ impl PgPool {
             Ok(())
         })
     }
+}
+
+/// An error with its causes ("error performing TLS handshake: ... certificate verify failed").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
 }
