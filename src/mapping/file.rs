@@ -475,7 +475,13 @@ impl Check<'_> {
         match Xsd::load(&path) {
             Ok(x) => Some(x),
             Err(e) => {
-                self.problem(key, format!("XSD {}: {e}", path.display()));
+                let shown = path.display().to_string();
+                let message = if e.contains(&shown) {
+                    format!("XSD {e}")
+                } else {
+                    format!("XSD {shown}: {e}")
+                };
+                self.problem(key, message);
                 None
             }
         }

@@ -567,6 +567,8 @@ impl MappingSet {
         if problems.is_empty() {
             Ok(MappingSet::new(mappings))
         } else {
+            // In reading order: file by file, line by line.
+            problems.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             Err(Problems(problems))
         }
     }
