@@ -213,7 +213,7 @@ async fn a_bad_change_is_refused_the_old_set_keeps_serving_and_the_error_is_visi
 }
 
 #[tokio::test]
-async fn a_request_in_flight_finishes_on_the_set_it_started_with() {
+async fn a_snapshot_of_the_mapping_set_is_untouched_by_a_reload() {
     let node = node_with_own_mappings().await;
     let snapshot = node.node.mappings();
     let before = snapshot
@@ -389,6 +389,113 @@ async fn postgres_down_at_start_or_later_answers_failure_the_node_keeps_running_
     );
     let ready = send(node.addr, "GET", "/readyz", None, Vec::new()).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
+    drop(node);
+    tokio::task::spawn_blocking(move || drop(backend))
+        .await
+        .expect("join");
+}
+
+fn hold_mapping(lock: i64, element: &str) -> String {
+    format!(
+        r#"request = "{{urn:t}}Hold"
+datasource = "db"
+namespaces = {{ t = "urn:t" }}
+
+[params]
+name = {{ path = "t:Name" }}
+
+[query]
+sql = "SELECT t.name FROM thing t CROSS JOIN LATERAL (SELECT pg_advisory_lock_shared({lock})) l WHERE t.name = :name"
+
+[response]
+element = "t:{element}"
+fields = [ {{ column = "name", element = "t:Name" }} ]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_finishes_on_the_mapping_it_started_with() {
+    let backend = tokio::task::spawn_blocking(|| {
+        Backend::postgres(
+            "CREATE TABLE thing (name TEXT NOT NULL); INSERT INTO thing VALUES ('Alpha');",
+        )
+    })
+    .await
+    .expect("join");
+    let lock = i64::from(uuid::Uuid::new_v4().as_fields().0 & 0x7fff_ffff);
+    let (dir, path) = workspace(
+        &backend.datasource_toml("db"),
+        &[("hold.toml", &hold_mapping(lock, "Old"))],
+    );
+    let node = TestNode::start_with_config(dir, &path).await;
+
+    // Hold the lock the mapping's query waits for, so the request stays in flight.
+    let (holder, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    holder
+        .execute(&format!("SELECT pg_advisory_lock({lock})"), &[])
+        .await
+        .expect("lock");
+    let addr = node.addr;
+    let body = common::registration_request("1.3", &new_message_id(), "0000", "000000").replace(
+        "<r:RegistrationRequest xmlns:r=\"urn://example.gov/registration/1.0\"><r:Series>0000</r:Series><r:Number>000000</r:Number></r:RegistrationRequest>",
+        "<t:Hold xmlns:t=\"urn:t\"><t:Name>Alpha</t:Name></t:Hold>",
+    );
+    let in_flight = tokio::spawn(post_soap(addr, body.clone()));
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock_shared({lock})%'"
+    );
+    eventually("the request to wait on the lock", || async {
+        holder
+            .query_one(&waiting, &[])
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+
+    // The mapping changes while the request waits.
+    std::fs::write(
+        node.dir.path().join("mappings/hold.toml"),
+        hold_mapping(lock, "New"),
+    )
+    .expect("write");
+    let inner = node.node.clone();
+    tokio::task::spawn_blocking(move || inner.reload_mappings())
+        .await
+        .expect("join")
+        .expect("the change is valid");
+    let set = node.node.mappings();
+    assert_eq!(
+        set.route("urn:t", "Hold")
+            .expect("mapping")
+            .response
+            .root
+            .local,
+        "New"
+    );
+
+    holder
+        .execute(&format!("SELECT pg_advisory_unlock({lock})"), &[])
+        .await
+        .expect("unlock");
+    let answer = in_flight.await.expect("join");
+    assert!(
+        answer
+            .body
+            .contains("<t:Old xmlns:t=\"urn:t\"><t:Name>Alpha</t:Name></t:Old>"),
+        "{}",
+        answer.body
+    );
+    let after = post_soap(addr, body).await;
+    assert!(
+        after.body.contains("<t:New xmlns:t=\"urn:t\">"),
+        "{}",
+        after.body
+    );
     drop(node);
     tokio::task::spawn_blocking(move || drop(backend))
         .await
