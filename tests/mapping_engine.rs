@@ -943,3 +943,52 @@ fn self_signed_pem() -> Vec<u8> {
     b.sign(&key, MessageDigest::sha256()).expect("sign");
     b.build().to_pem().expect("pem")
 }
+
+#[test]
+fn parameters_read_attributes_and_text_split_by_comments_or_cdata() {
+    let mapping = r#"request = "{urn:t}Attr"
+datasource = "db"
+namespaces = { t = "urn:t", x = "urn:x" }
+
+[params]
+name = { path = "t:Item/@name" }
+qty = { path = "t:Item/@x:min", type = "int" }
+note = { path = "t:Note", required = false }
+
+[query]
+sql = "SELECT name FROM thing WHERE name = :name AND qty >= :qty AND (CAST(:note AS TEXT) IS NULL OR name = :note)"
+
+[response]
+element = "t:Attr"
+fields = [ { column = "name", element = "t:Name" } ]
+"#;
+    for b in Backend::both(SETUP) {
+        let kind = b.kind;
+        let h = Harness::new(b, &[("attr.toml", mapping)]);
+        let run = |p: &str| answer_text(h.outcome(p));
+        assert_eq!(
+            run(
+                r#"<t:Attr xmlns:t="urn:t" xmlns:x="urn:x"><t:Item name="Beta" x:min="7"/></t:Attr>"#
+            ),
+            r#"<t:Attr xmlns:t="urn:t" xmlns:x="urn:x"><t:Name>Beta</t:Name></t:Attr>"#,
+            "{kind:?}"
+        );
+        assert_eq!(
+            run(
+                r#"<t:Attr xmlns:t="urn:t" xmlns:x="urn:x"><t:Item name="Beta" x:min="1"/><t:Note>Be<!-- split -->t<![CDATA[a]]></t:Note></t:Attr>"#
+            ),
+            r#"<t:Attr xmlns:t="urn:t" xmlns:x="urn:x"><t:Name>Beta</t:Name></t:Attr>"#,
+            "{kind:?}: the note is read whole"
+        );
+        // An attribute in no namespace is not the namespaced one.
+        match h.run(r#"<t:Attr xmlns:t="urn:t"><t:Item name="Beta" min="7"/></t:Attr>"#) {
+            Err(DryRunError::Invalid { errors, .. }) => {
+                assert!(
+                    errors[0].message.contains("t:Item/@x:min is missing"),
+                    "{errors:?}"
+                )
+            }
+            other => panic!("{kind:?}: {other:?}"),
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod types;
 pub mod watch;
 mod xsd;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -232,20 +233,23 @@ impl Mapping {
         content: Node<'_, '_>,
         p: &Param,
     ) -> Result<BindValue, ParamError> {
-        let mut found: Vec<(Node<'_, '_>, &str)> = Vec::new();
+        let mut found: Vec<(Node<'_, '_>, Cow<'_, str>)> = Vec::new();
         collect_path(content, &p.path, &mut |n| {
             let text = match &p.attribute {
-                Some(a) => {
-                    if a.namespace.is_empty() {
-                        n.attribute(a.local.as_str())
-                    } else {
-                        n.attribute((a.namespace.as_str(), a.local.as_str()))
-                    }
+                Some(a) => if a.namespace.is_empty() {
+                    n.attribute(a.local.as_str())
+                } else {
+                    n.attribute((a.namespace.as_str(), a.local.as_str()))
                 }
+                .map(Cow::Borrowed),
                 None => Some(direct_text(n)),
             };
             if let Some(t) = text {
-                found.push((n, t.trim()));
+                let trimmed = match t {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                    Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                };
+                found.push((n, trimmed));
             }
         });
         // An empty element is "absent" for every type but string.
@@ -294,7 +298,7 @@ impl Mapping {
         }
         let mut items = Vec::with_capacity(found.len());
         for (node, text) in found {
-            items.push(check_value(p, text).map_err(|why| error(node, why))?);
+            items.push(check_value(p, &text).map_err(|why| error(node, why))?);
         }
         if p.repeated {
             Ok(BindValue::List(items))
@@ -463,14 +467,21 @@ fn check_value(p: &Param, text: &str) -> Result<BindValue, String> {
     Ok(value)
 }
 
-/// The element's own text (its direct text children joined; child elements are ignored).
-fn direct_text<'a>(node: Node<'a, '_>) -> &'a str {
+/// The element's own text: its direct text children joined (comments between them are skipped,
+/// child elements ignored). Borrowed in the usual case of a single text node.
+fn direct_text<'a>(node: Node<'a, '_>) -> Cow<'a, str> {
     let mut texts = node.children().filter(|c| c.is_text());
     match (texts.next(), texts.next()) {
-        (Some(only), None) => only.text().unwrap_or(""),
-        (None, _) => "",
-        // Text split by comments or CDATA: rare; the first part carries the value in practice.
-        (Some(first), Some(_)) => first.text().unwrap_or(""),
+        (None, _) => Cow::Borrowed(""),
+        (Some(only), None) => Cow::Borrowed(only.text().unwrap_or("")),
+        (Some(first), Some(second)) => {
+            let mut joined = String::from(first.text().unwrap_or(""));
+            joined.push_str(second.text().unwrap_or(""));
+            for t in texts {
+                joined.push_str(t.text().unwrap_or(""));
+            }
+            Cow::Owned(joined)
+        }
     }
 }
 
