@@ -521,15 +521,17 @@ each = { element = "t:Id", fields = [ { column = "id", element = "t:Value" } ] }
 
 #[test]
 fn a_statement_over_its_timeout_is_cancelled_answers_failure_and_the_datasource_keeps_working() {
+    // A marker only this run's statement carries, to find it among the server's sessions.
+    let marker = format!("slow_{}", uuid::Uuid::new_v4().simple());
     for b in Backend::both(SETUP) {
         let kind = b.kind;
         let slow_sql = match kind {
             Kind::Sqlite => {
-                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) SELECT max(x) AS name FROM c WHERE :name <> ''"
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000000) SELECT max(x) AS name FROM c WHERE :name <> ''".to_string()
             }
-            Kind::Postgres => {
-                "SELECT name FROM thing CROSS JOIN LATERAL (SELECT pg_sleep(60)) s WHERE name = :name"
-            }
+            Kind::Postgres => format!(
+                "SELECT name AS {marker} FROM thing CROSS JOIN LATERAL (SELECT pg_sleep(60)) s WHERE name = :name"
+            ),
         };
         let slow = format!(
             r#"request = "{{urn:t}}Slow"
@@ -545,8 +547,13 @@ sql = "{slow_sql}"
 
 [response]
 element = "t:Slow"
-fields = [ {{ column = "name", element = "t:Name" }} ]
-"#
+fields = [ {{ column = "{column}", element = "t:Name" }} ]
+"#,
+            column = if kind == Kind::Postgres {
+                marker.as_str()
+            } else {
+                "name"
+            }
         );
         let h = Harness::new(
             b,
@@ -567,9 +574,9 @@ fields = [ {{ column = "name", element = "t:Name" }} ]
             // The server was told to cancel: the sleeping statement goes away (bounded wait).
             let mut remaining = -1;
             for _ in 0..100 {
-                remaining = h.backend.count(
-                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-                );
+                remaining = h.backend.count(&format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%{marker} FROM%' AND pid <> pg_backend_pid()"
+                ));
                 if remaining == 0 {
                     break;
                 }
