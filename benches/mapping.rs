@@ -1,6 +1,5 @@
-//! Exchanges/s of a single-row lookup (SendRequest XML → mapping → SendResponseRequest XML, no HTTP)
-//! on SQLite and PostgreSQL, next to the bare prepared-query loop measured in the same run.
-//! It reports numbers only (no thresholds) and exits non-zero only when an answer is wrong.
+//! Exchanges/s of a single-row lookup (SendRequest XML → mapping → reply XML, no HTTP) on SQLite and
+//! PostgreSQL next to the bare query loop in the same run; numbers only, it must not assert on timings.
 
 use std::error::Error;
 use std::process::ExitCode;

@@ -1,6 +1,5 @@
-//! PostgreSQL values ⇄ the mapping engine's text forms: parameters go out in text format (the server
-//! parses them for the type it inferred), result columns come back binary and are decoded to text here.
-//! It must not decide what a value means to the response (types and formats are the mapping's job).
+//! PostgreSQL values ⇄ the engine's text forms: parameters go out as text for the server to convert,
+//! binary result columns are decoded to text; it must not decide formats (that is the mapping's job).
 
 use std::error::Error;
 

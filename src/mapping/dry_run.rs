@@ -1,5 +1,5 @@
-//! The dry run behind `smev-adapter mapping test`: extraction → SQL → rows → response XML for one
-//! request file, with every intermediate step kept for printing. A writing mapping's transaction is rolled back; it must not change any database.
+//! The dry run behind `smev-adapter mapping test`: extraction → SQL → rows → XML for one request file,
+//! every step kept for printing; it must not change any database (a writing mapping is rolled back).
 
 use std::path::PathBuf;
 

@@ -1,6 +1,5 @@
-//! Hot reload: the mapping set in force (swapped atomically), reload statistics, and the watcher
-//! of mappings/ (notify, debounced). A change is validated completely before it replaces anything;
-//! an invalid one is refused and the old set keeps serving. It must not serve requests itself.
+//! Hot reload: the mapping set in force (swapped atomically only after a complete check), reload counts
+//! and the debounced watcher of mappings/; it must not serve requests or swap in an unchecked set.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
