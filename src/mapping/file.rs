@@ -91,6 +91,8 @@ struct RawResponse {
 
 #[derive(Deserialize)]
 struct RawGroup {
+    #[serde(default)]
+    wrapper: Option<String>,
     element: String,
     #[serde(default)]
     key: Option<String>,
@@ -765,6 +767,14 @@ impl Check<'_> {
         let mut key: Vec<&str> = table.to_vec();
         key.push("element");
         let element = self.prefixed(&key, &raw.element);
+        let wrapper = match &raw.wrapper {
+            None => None,
+            Some(w) => {
+                let mut wrapper_key: Vec<&str> = table.to_vec();
+                wrapper_key.push("wrapper");
+                Some(self.prefixed(&wrapper_key, w)?)
+            }
+        };
         let fields = self.fields(table, &raw.fields);
         let each = match &raw.each {
             None => None,
@@ -781,6 +791,7 @@ impl Check<'_> {
             );
         }
         Some(Group {
+            wrapper,
             element: element?,
             key: raw.key.clone(),
             fields: fields?,

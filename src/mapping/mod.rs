@@ -128,6 +128,8 @@ pub struct Field {
 /// A repeated element: one per row, or one per run of rows sharing `key` (1:N nesting).
 #[derive(Debug, Clone)]
 pub struct Group {
+    /// Written around the repeated elements when there is at least one (e.g. `i:Employers`).
+    pub wrapper: Option<PrefixedName>,
     pub element: PrefixedName,
     pub key: Option<String>,
     pub fields: Vec<Field>,

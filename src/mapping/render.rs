@@ -97,6 +97,7 @@ fn write_group(
         .as_deref()
         .map(|k| column(columns, k))
         .transpose()?;
+    let mut wrapped = false;
     let mut i = 0;
     while i < rows.len() {
         let run_end = match key {
@@ -118,12 +119,21 @@ fn write_group(
         {
             continue;
         }
+        if let Some(wrapper) = &group.wrapper
+            && !wrapped
+        {
+            write(w, Event::Start(BytesStart::new(wrapper.qualified())));
+            wrapped = true;
+        }
         write(w, Event::Start(BytesStart::new(name)));
         write_fields(w, &group.fields, columns, run[0])?;
         if let Some(inner) = &group.each {
             write_group(w, inner, columns, run)?;
         }
         write(w, Event::End(BytesEnd::new(name)));
+    }
+    if let Some(wrapper) = group.wrapper.as_ref().filter(|_| wrapped) {
+        write(w, Event::End(BytesEnd::new(wrapper.qualified())));
     }
     Ok(())
 }
@@ -159,10 +169,12 @@ mod tests {
             root: name("R"),
             fields: vec![field("person", "Person", None)],
             each: Some(Box::new(Group {
+                wrapper: Some(name("Jobs")),
                 element: name("Job"),
                 key: Some("job".into()),
                 fields: vec![field("job", "Name", None)],
                 each: Some(Box::new(Group {
+                    wrapper: None,
                     element: name("Pay"),
                     key: None,
                     fields: vec![field("paid_on", "On", Some(ValueType::Date))],
@@ -184,8 +196,30 @@ mod tests {
         let xml = String::from_utf8(render(&shape, &rows).expect("renders")).expect("utf8");
         assert_eq!(
             xml,
-            "<f:R xmlns:f=\"urn:f\"><f:Person>A &amp; B</f:Person><f:Job><f:Name>x</f:Name><f:Pay><f:On>2024-01-31</f:On></f:Pay><f:Pay></f:Pay></f:Job><f:Job><f:Name>y</f:Name><f:Pay><f:On>2024-02-29</f:On></f:Pay></f:Job></f:R>"
+            "<f:R xmlns:f=\"urn:f\"><f:Person>A &amp; B</f:Person><f:Jobs><f:Job><f:Name>x</f:Name><f:Pay><f:On>2024-01-31</f:On></f:Pay><f:Pay></f:Pay></f:Job><f:Job><f:Name>y</f:Name><f:Pay><f:On>2024-02-29</f:On></f:Pay></f:Job></f:Jobs></f:R>"
         );
+    }
+
+    #[test]
+    fn a_wrapper_is_written_only_around_at_least_one_element() {
+        let shape = ResponseShape {
+            root: name("R"),
+            fields: vec![],
+            each: Some(Box::new(Group {
+                wrapper: Some(name("Items")),
+                element: name("Item"),
+                key: Some("id".into()),
+                fields: vec![field("id", "Id", None)],
+                each: None,
+            })),
+            namespaces: vec![],
+        };
+        let nobody = Rows {
+            columns: vec!["id".into()],
+            rows: vec![vec![None]],
+        };
+        let xml = String::from_utf8(render(&shape, &nobody).expect("renders")).expect("utf8");
+        assert_eq!(xml, "<f:R></f:R>");
     }
 
     #[test]
