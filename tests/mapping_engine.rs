@@ -999,3 +999,26 @@ fields = [ { column = "name", element = "t:Name" } ]
         }
     }
 }
+
+#[test]
+fn a_broken_sqlite_file_answers_failure_and_the_same_pool_recovers_when_it_is_restored() {
+    let h = Harness::new(
+        Backend::sqlite(SETUP),
+        &[("find.toml", &typed_mapping("Find", "no_data"))],
+    );
+    let request = payload("Find", &with(&[]));
+    assert!(matches!(h.outcome(&request), Outcome::Answer(_)));
+    let path = h.backend.sqlite_path.clone();
+    let good = std::fs::read(&path).expect("read db");
+    // Overwritten in place (same inode, so the pooled connections see it): not a database any more.
+    std::fs::write(&path, vec![0x5a; good.len()]).expect("break db");
+    match h.outcome(&request) {
+        Outcome::Failed(reason) => assert!(reason.contains("not a database"), "{reason}"),
+        other => panic!("a broken database answered {other:?}"),
+    }
+    std::fs::write(&path, &good).expect("restore db");
+    assert!(
+        matches!(h.outcome(&request), Outcome::Answer(_)),
+        "the same pool answers again once the file is back"
+    );
+}
