@@ -62,10 +62,23 @@ struct Lists {
     streets: Vec<String>,
 }
 
-/// Builds the database at `out` from the sample folder `samples` unless it exists. Returns whether it built.
+/// The shape of the sample database (its `PRAGMA user_version`); bump it whenever `samples/` or the
+/// generator change what the database holds, so that an older file is rebuilt instead of failing the mappings.
+pub const SAMPLE_DB_VERSION: i32 = 2;
+
+/// Builds the database at `out` from the sample folder `samples` unless a current one exists
+/// (one built from an older sample shape is rebuilt). Returns whether it built.
 pub fn ensure_database(samples: &Path, out: &Path) -> Result<bool, SampleError> {
     if out.exists() {
-        return Ok(false);
+        let version = Connection::open_with_flags(out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i32>(0)));
+        if matches!(version, Ok(v) if v == SAMPLE_DB_VERSION) {
+            return Ok(false);
+        }
+        tracing::warn!(
+            path = %out.display(),
+            "the sample database is from an older sample shape; rebuilding it"
+        );
     }
     build_database(samples, out)?;
     Ok(true)
@@ -97,7 +110,10 @@ pub fn build_database(samples: &Path, out: &Path) -> Result<(), SampleError> {
         let tx = conn.transaction().map_err(sql)?;
         generate(&tx, &lists).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        conn.execute_batch("ANALYZE; VACUUM;").map_err(sql)?;
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {SAMPLE_DB_VERSION}; ANALYZE; VACUUM;"
+        ))
+        .map_err(sql)?;
     }
     std::fs::rename(&tmp, out).map_err(|source| SampleError::Create {
         path: out.to_path_buf(),
@@ -280,6 +296,22 @@ fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_database_of_an_older_shape_is_rebuilt_and_a_current_one_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("agency.db");
+        Connection::open(&db)
+            .and_then(|c| c.execute_batch("CREATE TABLE person (id INTEGER PRIMARY KEY);"))
+            .expect("old db");
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        assert!(ensure_database(&samples, &db).expect("ensure"), "rebuilt");
+        let kinship: i64 = Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM kinship", [], |r| r.get(0)))
+            .expect("new tables");
+        assert!(kinship > 0);
+        assert!(!ensure_database(&samples, &db).expect("ensure"), "kept");
+    }
 
     #[test]
     fn snils_check_numbers_follow_the_rule() {
