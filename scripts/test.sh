@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the build and the tests need.
 #   libssl-dev, pkg-config: the openssl crate; xmlsec1: the reference XMLDSig peer in the tests;
 #   libengine-gost-openssl: GOST signatures through OpenSSL's engine;
-#   libxml2-dev: the dsig benchmark links libxml2 to compare canonicalization in the same run;
+#   libxml2-dev, libclang-dev: the `libxml` crate (XSD validation of mapping payloads) links libxml2 and
+#   generates its bindings with bindgen (libclang); the dsig benchmark compares c14n with libxml2's;
 #   chromium, chromium-driver: the status page is tested in a real headless browser.
-PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl libxml2-dev chromium chromium-driver)
+PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl libxml2-dev libclang-dev chromium chromium-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -255,9 +255,9 @@ fn overview(admin: &Admin, query: &str) -> Response<Body> {
         "<p>Node <b>{}</b> ({}), {} mappings loaded: {}.</p>",
         esc(&node.config.node.mnemonic),
         esc(&node.config.node.name),
-        node.mappings.len(),
+        node.mappings().len(),
         esc(&node
-            .mappings
+            .mappings()
             .iter()
             .map(|m| m.name.as_str())
             .collect::<Vec<_>>()

@@ -102,6 +102,9 @@ pub enum Command {
     /// The tamper-evident audit journal: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Tools for mapping files: a dry run of a request through a mapping.
+    #[command(subcommand)]
+    Mapping(MappingCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +176,24 @@ pub enum QueueCommand {
         /// Age, e.g. 30d, 12h.
         #[arg(long, value_name = "AGE")]
         older_than: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MappingCommand {
+    /// Dry run: extract the parameters from REQUEST, run the SQL, print the rows and the XML produced.
+    ///
+    /// REQUEST is a SendRequest SOAP envelope or just the payload element. The mapping is the one
+    /// the payload's QName selects, or the one named with --mapping (the file name without .toml).
+    /// A mapping that writes runs in a transaction that is rolled back. Exit 0 when the request is
+    /// answered (with data or NO_DATA), 1 otherwise.
+    Test {
+        /// The request file.
+        #[arg(value_name = "REQUEST.xml")]
+        request: PathBuf,
+        /// Use this mapping instead of routing by the payload's QName.
+        #[arg(long, value_name = "NAME")]
+        mapping: Option<String>,
     },
 }
 
@@ -303,6 +324,93 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("building {}", out.display()))?;
             println!("built {} from {}", out.display(), samples.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Mapping(MappingCommand::Test { request, mapping }) => {
+            mapping_test(cli.config.as_deref(), &request, mapping.as_deref())
+        }
+    }
+}
+
+// ---- `mapping test` ---------------------------------------------------------------------------
+
+/// `mapping test`: the dry run, printed step by step.
+fn mapping_test(
+    explicit: Option<&Path>,
+    request: &Path,
+    mapping: Option<&str>,
+) -> Result<ExitCode> {
+    use crate::mapping::{DryRunError, Outcome};
+    let config = match load_config(explicit) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            anyhow::bail!("the configuration is invalid; `smev-adapter check` lists the problems");
+        }
+    };
+    let text = std::fs::read_to_string(request)
+        .with_context(|| format!("reading {}", request.display()))?;
+    node::build_missing_sample_databases(&config)?;
+    let datasources = Datasources::open(&config.datasources)?;
+    let set = match MappingSet::load(&config.mappings_dir, &datasources) {
+        Ok(s) => s,
+        Err(problems) => {
+            println!("{problems}");
+            anyhow::bail!("the mappings are invalid; fix them first (`smev-adapter check`)");
+        }
+    };
+    let run = match crate::mapping::dry_run(&set, &datasources, &text, mapping, &config.limits.xml)
+    {
+        Ok(r) => r,
+        Err(e @ DryRunError::Invalid { .. }) => {
+            println!("{e}");
+            println!("answer: InvalidContent fault");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    println!("mapping: {} ({})", run.mapping, run.file.display());
+    if let Some(m) = set.by_name(&run.mapping) {
+        let senders = match &m.allowed_senders {
+            crate::mapping::Senders::Any => "any".to_string(),
+            crate::mapping::Senders::Only(list) => list.join(", "),
+        };
+        let deadline = m
+            .deadline
+            .map_or_else(|| "none".to_string(), |d| format!("{d:?}"));
+        println!("allowed senders: {senders}; deadline: {deadline}");
+    }
+    println!("parameters:");
+    for (name, value) in &run.params {
+        println!("  :{name} = {value}");
+    }
+    println!("SQL:");
+    for line in run.sql.trim().lines() {
+        println!("  {line}");
+    }
+    if let Some(rows) = &run.rows {
+        println!("rows: {}", rows.rows.len());
+        println!("  {}", rows.columns.join(" | "));
+        for row in &rows.rows {
+            let cells: Vec<&str> = row.iter().map(|v| v.as_deref().unwrap_or("NULL")).collect();
+            println!("  {}", cells.join(" | "));
+        }
+    }
+    match run.outcome {
+        Outcome::Answer(xml) => {
+            println!("response:");
+            println!("{}", String::from_utf8_lossy(&xml));
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::NoData => {
+            println!("answer: RequestRejected NO_DATA");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Failed(reason) => {
+            println!("answer: RequestRejected FAILURE");
+            println!("reason: {reason}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -685,7 +793,7 @@ fn serve(explicit: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Resul
         tracing::info!(
             "smev-adapter {} serving {} mappings at http://{}{} (data_dir {}; {ENV_DATA_DIR} overrides it)",
             env!("CARGO_PKG_VERSION"),
-            node.mappings.len(),
+            node.mappings().len(),
             listener.local_addr()?,
             node.config.endpoint_path,
             node.config.data_dir.display()

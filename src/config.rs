@@ -176,6 +176,7 @@ pub struct TrustOptions {
 #[derive(Debug, Clone)]
 pub enum DatasourceConfig {
     Sqlite(SqliteDatasource),
+    Postgres(PostgresDatasource),
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +186,27 @@ pub struct SqliteDatasource {
     pub create_from_samples: Option<PathBuf>,
     pub busy_timeout: Duration,
     pub pool_size: usize,
+}
+
+/// A PostgreSQL datasource (`kind = "postgres"`).
+#[derive(Debug, Clone)]
+pub struct PostgresDatasource {
+    /// `postgresql://user[:password]@host[:port]/database[?options]` (libpq URL or key=value form).
+    pub url: String,
+    pub pool_size: usize,
+    /// Time to connect, and to wait for a free pooled connection.
+    pub connect_timeout: Duration,
+    pub tls: PgTls,
+}
+
+/// TLS to PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTls {
+    Off,
+    /// Required, with the server certificate verified against `ca_file` (else the system roots).
+    On {
+        ca_file: Option<PathBuf>,
+    },
 }
 
 // ---- the file's shape -------------------------------------------------------------------------
@@ -317,6 +339,18 @@ enum RawDatasource {
         busy_timeout: Option<String>,
         #[serde(default)]
         pool_size: Option<usize>,
+    },
+    #[serde(alias = "postgresql")]
+    Postgres {
+        url: String,
+        #[serde(default)]
+        pool_size: Option<usize>,
+        #[serde(default)]
+        connect_timeout: Option<String>,
+        #[serde(default)]
+        tls: Option<bool>,
+        #[serde(default)]
+        ca_file: Option<String>,
     },
 }
 
@@ -856,7 +890,67 @@ impl Validator<'_> {
                     pool_size: pool_size.unwrap_or(8).max(1),
                 })
             }
+            RawDatasource::Postgres {
+                url,
+                pool_size,
+                connect_timeout,
+                tls,
+                ca_file,
+            } => self.postgres(name, url, pool_size, connect_timeout, tls, ca_file),
         }
+    }
+
+    fn postgres(
+        &mut self,
+        name: &str,
+        url: String,
+        pool_size: Option<usize>,
+        connect_timeout: Option<String>,
+        tls: Option<bool>,
+        ca_file: Option<String>,
+    ) -> DatasourceConfig {
+        if let Err(e) = url.parse::<tokio_postgres::Config>() {
+            self.problem(
+                &["datasources", name, "url"],
+                format!("datasources.{name}.url is not a PostgreSQL connection URL: {e}"),
+            );
+        }
+        let ca_file = ca_file.map(|p| self.resolve(&p));
+        if let Some(ca) = &ca_file
+            && !ca.is_file()
+        {
+            let shown = ca.display().to_string();
+            self.problem(
+                &["datasources", name, "ca_file"],
+                format!("CA file `{shown}` does not exist"),
+            );
+        }
+        if ca_file.is_some() && tls != Some(true) {
+            self.problem(
+                &["datasources", name, "ca_file"],
+                "ca_file is only used with tls = true".into(),
+            );
+        }
+        if pool_size == Some(0) {
+            self.problem(
+                &["datasources", name, "pool_size"],
+                "pool_size must be at least 1".into(),
+            );
+        }
+        DatasourceConfig::Postgres(PostgresDatasource {
+            url,
+            pool_size: pool_size.unwrap_or(8).max(1),
+            connect_timeout: self.duration(
+                &["datasources", name, "connect_timeout"],
+                connect_timeout,
+                Duration::from_secs(5),
+            ),
+            tls: if tls == Some(true) {
+                PgTls::On { ca_file }
+            } else {
+                PgTls::Off
+            },
+        })
     }
 }
 

@@ -100,6 +100,14 @@ async fn process_one(
     request: Vec<u8>,
 ) -> Result<(), crate::storage::StoreError> {
     node.store.transition(id, Status::Processing, None).await?;
+    let lookup = node.clone();
+    let sender = tokio::task::spawn_blocking(move || lookup.store.show(&id.to_string()))
+        .await
+        .map_err(|e| {
+            crate::storage::StoreError::Commit(format!("reading the sender panicked: {e}"))
+        })??
+        .map(|d| d.summary.sender)
+        .unwrap_or_default();
     let answer = {
         let _cpu = cpu
             .clone()
@@ -107,7 +115,7 @@ async fn process_one(
             .await
             .map_err(|_| crate::storage::StoreError::WriterGone)?;
         let node = node.clone();
-        tokio::task::spawn_blocking(move || provider::process_stored(&node, &request))
+        tokio::task::spawn_blocking(move || provider::process_stored(&node, &request, &sender))
             .await
             .map_err(|e| crate::storage::StoreError::Commit(format!("processing panicked: {e}")))?
     };

@@ -501,19 +501,30 @@ fn check_datasources(config: &Config) -> Vec<Finding> {
         .iter()
         .map(|(name, ds)| {
             let subject = format!("datasource {name}");
-            let DatasourceConfig::Sqlite(sqlite) = ds;
-            let shown = sqlite.path.display();
-            // Reading the schema proves the file is a database; `SELECT 1` alone does not read it.
-            let probe = SqlitePool::open(name, sqlite).and_then(|pool| {
-                pool.ping()?;
-                pool.query("SELECT count(*) FROM sqlite_master", &[], 1)
-            });
+            let (shown, probe) = match ds {
+                DatasourceConfig::Sqlite(sqlite) => {
+                    let shown = format!("SQLite {}", sqlite.path.display());
+                    // Reading the schema proves the file is a database; `SELECT 1` alone does not read it.
+                    let probe = SqlitePool::open(name, sqlite).and_then(|pool| {
+                        pool.ping()?;
+                        pool.describe("SELECT count(*) FROM sqlite_master")
+                            .map(|_| ())
+                    });
+                    (shown, probe)
+                }
+                DatasourceConfig::Postgres(pg) => {
+                    let shown = format!("PostgreSQL datasource {name}");
+                    let probe = crate::datasource::postgres::PgPool::open(name, pg)
+                        .and_then(|pool| pool.ping());
+                    (shown, probe)
+                }
+            };
             match probe {
-                Ok(_) => Finding::ok(subject, format!("SQLite {shown} opens and answers")),
+                Ok(()) => Finding::ok(subject, format!("{shown} opens and answers")),
                 Err(e) => Finding::fail(
                     subject,
                     e.to_string(),
-                    format!("check that {shown} exists and the node's user can read it"),
+                    format!("check that {shown} is reachable and the node's user can read it"),
                 ),
             }
         })

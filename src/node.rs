@@ -2,11 +2,13 @@
 //! Per-node work happens here so that nothing is rebuilt per message; it must not serve HTTP itself.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::config::{Config, DatasourceConfig};
 use crate::datasource::{DatasourceError, Datasources};
 use crate::diag::Problems;
 use crate::mapping::MappingSet;
+use crate::mapping::watch::LiveMappings;
 use crate::samples::{self, SampleError};
 use crate::soap::MessageId;
 use crate::storage::{Store, StoreError, StoreOptions};
@@ -34,7 +36,8 @@ pub enum StartError {
 pub struct Node {
     pub config: Config,
     pub datasources: Datasources,
-    pub mappings: MappingSet,
+    /// The mapping set in force, swapped atomically on hot reload; read it through [`Node::mappings`].
+    pub live_mappings: LiveMappings,
     pub store: Store,
     pub metrics: crate::metrics::Metrics,
     /// The signing key and the trust store.
@@ -52,8 +55,9 @@ impl Node {
         })?;
         build_missing_sample_databases(&config)?;
         let datasources = Datasources::open(&config.datasources)?;
-        let mappings =
-            MappingSet::load(&config.mappings_dir, &datasources).map_err(StartError::Mappings)?;
+        let mappings = MappingSet::load_at_start(&config.mappings_dir, &datasources)
+            .map_err(StartError::Mappings)?;
+        let live_mappings = LiveMappings::new(&config.mappings_dir, mappings);
         let options = StoreOptions {
             durability: config.storage.durability,
             group_commit: config.storage.group_commit,
@@ -65,7 +69,7 @@ impl Node {
             trust,
             config,
             datasources,
-            mappings,
+            live_mappings,
             store,
             metrics: crate::metrics::Metrics::default(),
             uuid_node: random_uuid_node(),
@@ -93,6 +97,31 @@ impl Node {
         .map(String::into_bytes)
     }
 
+    // ---- mappings (hot reload) -------------------------------------------------------------
+
+    /// A snapshot of the mapping set in force: take it once per request and finish on it.
+    pub fn mappings(&self) -> Arc<MappingSet> {
+        self.live_mappings.current()
+    }
+
+    /// Re-reads mappings/ and swaps the new set in when all of it is valid; otherwise keeps the old
+    /// one, logs and records the refusal (shown by /readyz, counted in `live_mappings.reloads_refused`).
+    pub fn reload_mappings(&self) -> Result<usize, Problems> {
+        self.live_mappings.reload(&self.datasources)
+    }
+
+    /// Starts watching mappings/; each settled change reloads. Stops when the handle is dropped.
+    pub fn watch_mappings(
+        node: &Arc<Node>,
+    ) -> Result<crate::mapping::watch::WatchHandle, notify::Error> {
+        let weak = Arc::downgrade(node);
+        crate::mapping::watch::watch(node.live_mappings.dir(), move || {
+            if let Some(node) = weak.upgrade() {
+                let _ = node.reload_mappings();
+            }
+        })
+    }
+
     /// A fresh MessageID for a message this node creates.
     pub fn new_message_id(&self) -> MessageId {
         MessageId::generate(&self.uuid_node)
@@ -116,8 +145,8 @@ impl Node {
 /// Builds each SQLite datasource that names a sample folder and whose file is missing.
 pub fn build_missing_sample_databases(config: &Config) -> Result<(), SampleError> {
     for (name, ds) in &config.datasources {
-        let DatasourceConfig::Sqlite(sqlite) = ds;
-        if let Some(samples_dir) = &sqlite.create_from_samples
+        if let DatasourceConfig::Sqlite(sqlite) = ds
+            && let Some(samples_dir) = &sqlite.create_from_samples
             && samples::ensure_database(samples_dir, &sqlite.path)?
         {
             tracing::info!(datasource = %name, path = %sqlite.path.display(), "built the sample database from {}", samples_dir.display());

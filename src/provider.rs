@@ -180,11 +180,12 @@ fn receive_request(
     };
     match mode {
         ReplyMode::Sync => {
-            let (answer, mapping) = match decide(node, doc, version, req) {
+            let (answer, mapping) = match decide(node, doc, version, req, &sender) {
                 Ok(a) => a,
                 Err(fault) => return Step::Reply(fault.into()),
             };
             record.mapping = mapping;
+            record.deadline_at = deadline_at(node, req);
             let mut stored = response_document(
                 node,
                 version,
@@ -214,6 +215,7 @@ fn receive_request(
                 return Step::Reply(fault.into());
             }
             record.mapping = mapping_name(node, req);
+            record.deadline_at = deadline_at(node, req);
             let now = storage::rfc3339(storage::now_millis());
             let metadata = Metadata {
                 message_id: req.message_id.as_str(),
@@ -372,9 +374,19 @@ fn signature_fault_code(f: crate::dsig::SignatureFault) -> SignatureFaultCode {
     }
 }
 
+/// When an answer to this request is due, from its mapping's `deadline` (overdue after that).
+fn deadline_at(node: &Node, req: &SendRequest<'_, '_>) -> Option<i64> {
+    let tag = req.content.tag_name();
+    let deadline = node
+        .mappings()
+        .route(tag.namespace().unwrap_or(""), tag.name())?
+        .deadline?;
+    Some(storage::now_millis() + deadline.as_millis() as i64)
+}
+
 fn mapping_name(node: &Node, req: &SendRequest<'_, '_>) -> Option<String> {
     let tag = req.content.tag_name();
-    node.mappings
+    node.mappings()
         .route(tag.namespace().unwrap_or(""), tag.name())
         .map(|m| m.name.clone())
 }
@@ -387,10 +399,9 @@ fn validate(
     req: &SendRequest<'_, '_>,
 ) -> Result<(), Fault> {
     let tag = req.content.tag_name();
-    let Some(mapping) = node
-        .mappings
-        .route(tag.namespace().unwrap_or(""), tag.name())
-    else {
+    // One snapshot per decision: a hot reload meanwhile does not change this request's mapping.
+    let mappings = node.mappings();
+    let Some(mapping) = mappings.route(tag.namespace().unwrap_or(""), tag.name()) else {
         return Ok(());
     };
     mapping
@@ -417,12 +428,31 @@ fn decide(
     doc: &Document<'_>,
     version: Version,
     req: &SendRequest<'_, '_>,
+    sender: &str,
 ) -> Result<(Answer, Option<String>), Fault> {
     let tag = req.content.tag_name();
-    let Some(mapping) = node
-        .mappings
-        .route(tag.namespace().unwrap_or(""), tag.name())
-    else {
+    // One snapshot per decision: a hot reload meanwhile does not change this request's mapping.
+    let mappings = node.mappings();
+    let found = mappings.route(tag.namespace().unwrap_or(""), tag.name());
+    if let Some(mapping) = found
+        && !mapping.allowed_senders.allows(sender)
+    {
+        // The exchange agreement: this sender may not ask this question.
+        tracing::info!(message_id = %req.message_id, sender, mapping = %mapping.name, "access denied: no exchange agreement");
+        let description = format!(
+            "{sender} has no exchange agreement for {{{}}}{}",
+            tag.namespace().unwrap_or(""),
+            tag.name()
+        );
+        return Ok((
+            Answer::Rejected {
+                code: RejectionCode::AccessDenied,
+                description,
+            },
+            Some(mapping.name.clone()),
+        ));
+    }
+    let Some(mapping) = found else {
         tracing::info!(message_id = %req.message_id, "no mapping for {{{}}}{}", tag.namespace().unwrap_or(""), tag.name());
         let description = format!(
             "this node has no mapping for requests of type {{{}}}{}",
@@ -441,7 +471,7 @@ fn decide(
         tracing::info!(message_id = %req.message_id, mapping = %mapping.name, "request content is invalid");
         invalid_content(version, errors)
     })?;
-    let answer = match mapping.execute(&node.datasources, &params) {
+    let answer = match mapping.execute(&node.datasources, &params, req.message_id.as_str()) {
         Outcome::Answer(xml) => Answer::Primary(xml),
         Outcome::NoData => Answer::Rejected {
             code: RejectionCode::NoData,
@@ -505,7 +535,7 @@ fn response_document(
 }
 
 /// Processes a stored request (async mode, also after a restart): the answer to store as RESPONSE_READY.
-pub fn process_stored(node: &Node, body: &[u8]) -> StoredAnswer {
+pub fn process_stored(node: &Node, body: &[u8], sender: &str) -> StoredAnswer {
     let failure = |version: Version, to: &str, why: String| {
         tracing::error!("a stored request cannot be processed: {why}");
         let answer = Answer::Rejected {
@@ -534,7 +564,7 @@ pub fn process_stored(node: &Node, body: &[u8]) -> StoredAnswer {
             "the stored message is not a SendRequest".into(),
         );
     };
-    match decide(node, &doc, env.version, &req) {
+    match decide(node, &doc, env.version, &req, sender) {
         Ok((answer, _)) => response_document(
             node,
             env.version,

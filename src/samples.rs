@@ -29,6 +29,30 @@ pub enum SampleError {
     },
 }
 
+/// Employers of the generated people.
+const GENERATED_EMPLOYERS: [&str; 5] = [
+    "ООО «Северный ветер»",
+    "АО «Уральские заводы»",
+    "ГБУЗ «Городская поликлиника № 3»",
+    "ИП Смирнова Е. А.",
+    "ООО «Тёплый дом»",
+];
+
+/// A SNILS (`NNN-NNN-NNN CC`) with a correct check number for the 9-digit `number`.
+pub fn snils(number: u64) -> String {
+    let digits: Vec<u64> = format!("{:09}", number % 1_000_000_000)
+        .bytes()
+        .map(|b| u64::from(b - b'0'))
+        .collect();
+    let sum: u64 = digits.iter().zip((1..=9).rev()).map(|(d, w)| d * w).sum();
+    let check = match sum % 101 {
+        100 => 0,
+        c => c,
+    };
+    let n = format!("{:09}", number % 1_000_000_000);
+    format!("{}-{}-{} {check:02}", &n[0..3], &n[3..6], &n[6..9])
+}
+
 struct Lists {
     last: Vec<String>,
     first_male: Vec<String>,
@@ -38,10 +62,23 @@ struct Lists {
     streets: Vec<String>,
 }
 
-/// Builds the database at `out` from the sample folder `samples` unless it exists. Returns whether it built.
+/// The shape of the sample database (its `PRAGMA user_version`); bump it whenever `samples/` or the
+/// generator change what the database holds, so that an older file is rebuilt instead of failing the mappings.
+pub const SAMPLE_DB_VERSION: i32 = 2;
+
+/// Builds the database at `out` from the sample folder `samples` unless a current one exists
+/// (one built from an older sample shape is rebuilt). Returns whether it built.
 pub fn ensure_database(samples: &Path, out: &Path) -> Result<bool, SampleError> {
     if out.exists() {
-        return Ok(false);
+        let version = Connection::open_with_flags(out, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get::<_, i32>(0)));
+        if matches!(version, Ok(v) if v == SAMPLE_DB_VERSION) {
+            return Ok(false);
+        }
+        tracing::warn!(
+            path = %out.display(),
+            "the sample database is from an older sample shape; rebuilding it"
+        );
     }
     build_database(samples, out)?;
     Ok(true)
@@ -66,12 +103,17 @@ pub fn build_database(samples: &Path, out: &Path) -> Result<(), SampleError> {
     };
     {
         let mut conn = Connection::open(&tmp).map_err(sql)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(sql)?;
         conn.execute_batch(&schema).map_err(sql)?;
         conn.execute_batch(&fixed).map_err(sql)?;
         let tx = conn.transaction().map_err(sql)?;
         generate(&tx, &lists).map_err(sql)?;
         tx.commit().map_err(sql)?;
-        conn.execute_batch("ANALYZE; VACUUM;").map_err(sql)?;
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {SAMPLE_DB_VERSION}; ANALYZE; VACUUM;"
+        ))
+        .map_err(sql)?;
     }
     std::fs::rename(&tmp, out).map_err(|source| SampleError::Create {
         path: out.to_path_buf(),
@@ -165,7 +207,22 @@ fn date(rng: &mut Rng, from_year: usize, years: usize) -> String {
 
 fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
     let mut rng = Rng(0x5EED_A6E9_C1A5_2024);
-    let mut person = conn.prepare("INSERT INTO person (id, last_name, first_name, middle_name, birth_date, sex) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut person = conn.prepare("INSERT INTO person (id, last_name, first_name, middle_name, birth_date, sex, snils) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+    let mut employer = conn.prepare("INSERT INTO employer (inn, name) VALUES (?1, ?2)")?;
+    let mut income = conn.prepare("INSERT INTO income (person_id, employer_inn, period, amount, tax) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    let employers: Vec<(String, String)> = GENERATED_EMPLOYERS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            (
+                format!("{}", 7_800_000_000u64 + i as u64 * 1_111),
+                (*name).to_string(),
+            )
+        })
+        .collect();
+    for (inn, name) in &employers {
+        employer.execute(params![inn, name])?;
+    }
     let mut passport = conn.prepare("INSERT OR IGNORE INTO passport (person_id, series, number, issued_on, issued_by) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     let mut address = conn.prepare("INSERT INTO address (id, postal_code, region, city, street, house, flat) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
     let mut registration = conn.prepare("INSERT INTO registration (person_id, address_id, registered_on, deregistered_on) VALUES (?1, ?2, ?3, ?4)")?;
@@ -193,8 +250,21 @@ fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
             first,
             middle,
             birth,
-            if male { "M" } else { "F" }
+            if male { "M" } else { "F" },
+            snils(100_000_000 + i as u64 * 1_777)
         ])?;
+        let (inn, _) = rng.pick(&employers);
+        let monthly = 30_000 + rng.below(170_000) as i64;
+        for month in 1..=3 {
+            let kopecks = monthly * 100 + rng.below(100) as i64;
+            income.execute(params![
+                id,
+                inn,
+                format!("2024-{month:02}-01"),
+                kopecks as f64 / 100.0,
+                (kopecks * 13 / 100) as f64 / 100.0
+            ])?;
+        }
         let (postal, region, city) = rng.pick(&lists.cities).clone();
         let series = format!("{:02}{:02}", 1 + rng.below(98), rng.below(25));
         let number = format!("{:06}", rng.below(1_000_000));
@@ -226,6 +296,30 @@ fn generate(conn: &Connection, lists: &Lists) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_database_of_an_older_shape_is_rebuilt_and_a_current_one_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("agency.db");
+        Connection::open(&db)
+            .and_then(|c| c.execute_batch("CREATE TABLE person (id INTEGER PRIMARY KEY);"))
+            .expect("old db");
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+        assert!(ensure_database(&samples, &db).expect("ensure"), "rebuilt");
+        let kinship: i64 = Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM kinship", [], |r| r.get(0)))
+            .expect("new tables");
+        assert!(kinship > 0);
+        assert!(!ensure_database(&samples, &db).expect("ensure"), "kept");
+    }
+
+    #[test]
+    fn snils_check_numbers_follow_the_rule() {
+        assert_eq!(snils(112_233_445), "112-233-445 95");
+        assert_eq!(snils(123_456_789), "123-456-789 64");
+        assert_eq!(snils(87_654_303), "087-654-303 00");
+        assert_eq!(snils(145_226_371), "145-226-371 45");
+    }
 
     #[test]
     fn feminine_surnames_follow_russian_rules() {

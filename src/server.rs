@@ -51,6 +51,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let wsdl = load_wsdl(&node)?;
+    // Hot reload of mappings/ for as long as the server runs.
+    let _mapping_watch = Node::watch_mappings(&node)
+        .inspect_err(|e| tracing::warn!("mappings will not reload on change: {e}"))
+        .ok();
     let limits = node.config.limits.clone();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu = Arc::new(Semaphore::new(cores * 2));
@@ -280,11 +284,16 @@ async fn readiness(node: &Arc<Node>) -> Response<Body> {
                 .into_iter()
                 .map(|(n, r)| (format!("datasource {n}"), r)),
         );
-        checks.push(("mappings".to_string(), Ok(())));
-        checks
+        (checks, node.live_mappings.status_line())
     })
     .await
-    .unwrap_or_else(|e| vec![("readiness check".to_string(), Err(e.to_string()))]);
+    .unwrap_or_else(|e| {
+        (
+            vec![("readiness check".to_string(), Err(e.to_string()))],
+            String::new(),
+        )
+    });
+    let (checks, mappings_line) = checks;
     let ready = checks.iter().all(|(_, r)| r.is_ok());
     let mut text = String::from(if ready { "ready\n" } else { "not ready\n" });
     for (name, result) in checks {
@@ -293,6 +302,8 @@ async fn readiness(node: &Arc<Node>) -> Response<Body> {
             Err(e) => text.push_str(&format!("{name}: FAIL {e}\n")),
         }
     }
+    // Mappings never make the node unready: a refused reload leaves the previous set serving.
+    text.push_str(&format!("mappings: {mappings_line}\n"));
     let mut r = Response::new(Full::new(Bytes::from(text)));
     *r.status_mut() = if ready {
         StatusCode::OK

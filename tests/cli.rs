@@ -355,3 +355,58 @@ fn logs_are_json_lines_off_a_terminal_carry_the_message_id_and_no_payload_values
         );
     }
 }
+
+#[test]
+fn mapping_test_prints_parameters_sql_rows_and_the_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, config_text(dir.path(), "")).expect("write");
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(["mapping", "test", "--config"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("run mapping test");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let family = repo().join("samples/requests/family.xml");
+    let family = family.to_str().expect("utf8 path");
+    let (code, stdout) = run(&[family]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let expected =
+        std::fs::read_to_string(repo().join("samples/responses/family.xml")).expect("expected");
+    for needle in [
+        "mapping: family (",
+        "allowed senders: AGENCY_B, MFC_01, SFR",
+        "deadline: 600s",
+        ":series = \"4510\"",
+        ":number = \"123456\"",
+        ":born_after = 1900-01-01",
+        "SQL:",
+        "LEFT JOIN kinship k",
+        "rows: 3",
+        "Иванова | Елена | Петровна | 1982-08-21",
+        "response:",
+        expected.trim_end(),
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // --mapping picks a mapping by name; this payload lacks what registration needs.
+    let (code, stdout) = run(&[family, "--mapping", "registration"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("r:Series is missing") && stdout.contains("InvalidContent"),
+        "{stdout}"
+    );
+    let no_data = repo().join("samples/requests/no-data.xml");
+    let (code, stdout) = run(&[no_data.to_str().expect("utf8 path")]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("rows: 0") && stdout.contains("answer: RequestRejected NO_DATA"),
+        "{stdout}"
+    );
+}

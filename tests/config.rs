@@ -106,6 +106,36 @@ fn unknown_keys_and_wrong_types_name_key_and_line() {
 }
 
 #[test]
+fn postgres_datasources_get_defaults_and_each_bad_value_is_reported_at_its_line() {
+    use smev_adapter::config::{DatasourceConfig, PgTls};
+    let good = "[node]\nmnemonic = \"A\"\n[datasources.registry]\nkind = \"postgres\"\nurl = \"postgresql://app@db.local:5433/registry\"\n";
+    let c = parse(good, &no_env).expect("valid");
+    match c.datasources.get("registry") {
+        Some(DatasourceConfig::Postgres(pg)) => {
+            assert_eq!(pg.pool_size, 8);
+            assert_eq!(pg.connect_timeout, Duration::from_secs(5));
+            assert_eq!(pg.tls, PgTls::Off);
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = "[node]\nmnemonic = \"A\"\n[datasources.registry]\nkind = \"postgres\"\nurl = \"postgresql://app@db:notaport/registry\"\nconnect_timeout = \"soon\"\npool_size = 0\nca_file = \"/nonexistent/ca.pem\"\n";
+    let err = parse(bad, &no_env).unwrap_err();
+    for (line, needle) in [
+        (5, "is not a PostgreSQL connection URL"),
+        (6, "`soon` is not a duration"),
+        (7, "pool_size must be at least 1"),
+        (8, "does not exist"),
+        (8, "only used with tls = true"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("adapter.toml:{line}:")) && l.contains(needle)),
+            "line {line} {needle}:\n{err}"
+        );
+    }
+}
+
+#[test]
 fn sizes_and_durations_accept_the_documented_units() {
     use smev_adapter::config::{parse_duration, parse_size};
     assert_eq!(parse_size("10MiB"), Some(10 * 1024 * 1024));
@@ -124,7 +154,7 @@ fn the_sample_database_has_thousands_of_people_with_cyrillic_names_and_the_fixed
     smev_adapter::samples::build_database(&common::repo().join("samples"), &db).expect("builds");
     let conn = rusqlite::Connection::open(&db).expect("open");
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
-    assert_eq!(count("SELECT count(*) FROM person"), 5003);
+    assert_eq!(count("SELECT count(*) FROM person"), 5006);
     assert_eq!(
         count("SELECT count(*) FROM passport"),
         count("SELECT count(DISTINCT series || number) FROM passport")
@@ -135,10 +165,20 @@ fn the_sample_database_has_thousands_of_people_with_cyrillic_names_and_the_fixed
     );
     assert_eq!(
         count("SELECT count(*) FROM registration r JOIN person p ON p.id = r.person_id"),
-        5003
+        5006
     );
+    assert_eq!(
+        count("SELECT count(DISTINCT snils) FROM person"),
+        count("SELECT count(snils) FROM person"),
+        "SNILS numbers are unique"
+    );
+    assert!(
+        count("SELECT count(*) FROM income") >= 15_000,
+        "three months of income for every generated person"
+    );
+    assert_eq!(count("SELECT count(*) FROM kinship WHERE person_id = 1"), 3);
     let cyrillic = count("SELECT count(*) FROM person WHERE last_name GLOB '*[А-Яа-яЁё]*'");
-    assert_eq!(cyrillic, 5003, "every last name is Cyrillic");
+    assert_eq!(cyrillic, 5006, "every last name is Cyrillic");
     let fixed: String = conn.query_row("SELECT last_name FROM person p JOIN passport pp ON pp.person_id = p.id WHERE series = '4510' AND number = '123456'", [], |r| r.get(0)).expect("fixed person");
     assert_eq!(fixed, "Иванов");
     // Deterministic: building again gives the same data.

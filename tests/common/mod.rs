@@ -2,6 +2,7 @@
 //! Tests use the repository's mappings, samples and WSDL, so they exercise what ships.
 #![allow(dead_code)]
 
+pub mod backends;
 pub mod gateway;
 
 use std::net::SocketAddr;
@@ -104,7 +105,21 @@ impl TestNode {
         let text = config_text_with(dir.path(), node, limits, extra);
         let path = dir.path().join("adapter.toml");
         std::fs::write(&path, &text).expect("write config");
-        let config = Config::parse(&path, &text, &|_| None)
+        Self::start_with_config(dir, &path).await
+    }
+
+    /// Starts a node from the config file `path`; `dir` is kept alive with the node.
+    pub async fn start_with_config(dir: tempfile::TempDir, path: &Path) -> TestNode {
+        let mut text = std::fs::read_to_string(path).expect("read config");
+        if !text.contains("[trust]") {
+            // Every node verifies signatures: trust the test PKI and the sample one.
+            let ca = test_pki().ca.display().to_string();
+            text.push_str(&format!(
+                "\n[trust]\nca = [\"{ca}\", \"{}/samples/pki/ca.crt\"]\n",
+                repo().display()
+            ));
+        }
+        let config = Config::parse(path, &text, &|_| None)
             .unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
         let node = tokio::task::spawn_blocking(move || Node::start(config))
             .await
