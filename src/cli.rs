@@ -58,6 +58,12 @@ pub enum Command {
     /// The tamper-evident audit journal: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the gateway SIMULATOR (a test and demo tool): --config names gateway.toml (default ./gateway.toml).
+    Gateway {
+        /// Only validate gateway.toml, printing each problem as file:line: cause.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +179,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
         Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
+        Command::Gateway { check } => {
+            Ok(match crate::gateway::run(cli.config.as_deref(), check)? {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            })
+        }
         Command::Samples(SamplesCommand::BuildDb { samples, out }) => {
             let _ = std::fs::remove_file(&out);
             crate::samples::build_database(&samples, &out)

@@ -8,6 +8,7 @@ pub mod datasource;
 pub mod delivery;
 pub mod diag;
 pub mod exchange;
+pub mod gateway;
 pub mod mapping;
 pub mod metrics;
 pub mod node;
