@@ -29,10 +29,6 @@ struct Sim {
 }
 
 impl Sim {
-    fn url(&self) -> String {
-        format!("http://{}/ws", self.addr)
-    }
-
     fn counters(&self) -> Counters {
         self.gw.counters()
     }
