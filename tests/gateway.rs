@@ -216,6 +216,16 @@ async fn routes_by_payload_qname_and_relays_the_async_providers_answer_to_the_se
         got[0].body
     );
     assert_eq!(stored_count(&b), 1);
+
+    // A repeat (the sender lost the acknowledgement) is acknowledged again and not forwarded again.
+    let queued = sim.counters().queued;
+    let repeat = post_soap(sim.addr, routed("1.3", &id, Some("A"), &[])).await;
+    assert_eq!(repeat.status, 200, "{}", repeat.body);
+    assert_eq!(
+        child_text(&repeat.doc(), "Recipient", "Mnemonic").as_deref(),
+        Some("B")
+    );
+    assert_eq!(sim.counters().queued, queued);
 }
 
 #[tokio::test]
@@ -680,5 +690,100 @@ fn gateway_check_names_file_and_line_of_each_problem() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_recipient_refuses_is_reported_to_the_sender_as_rejected_by_smev() {
+    let consumer = FakeGateway::start().await;
+    let listener = bind().await;
+    let gw_url = format!("http://{}/ws", listener.local_addr().expect("addr"));
+    let b = provider("sync", &gw_url).await;
+    let sim = start_sim(
+        listener,
+        &gateway_toml(
+            &[("A", consumer.url()), ("B", b.url("/ws"))],
+            &[(REGISTRATION, &["B"])],
+            "",
+        ),
+    )
+    .await;
+    let id = new_message_id();
+    // Series 45AB is not four digits: B refuses the request with InvalidContent, a fault not worth retrying.
+    let request = routed("1.2", &id, Some("A"), &[]).replace(">4510<", ">45AB<");
+    let ack = post_soap(sim.addr, request).await;
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    let got = consumer.wait_for(1, 30).await;
+    assert_eq!(got[0].to, id);
+    let doc = roxmltree::Document::parse(&got[0].body).expect("xml");
+    let types_12 = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.2";
+    assert_eq!(
+        text_of(&doc, types_12, "StatusCategory"),
+        Some("requestIsRejectedBySmev"),
+        "{}",
+        got[0].body
+    );
+    assert_eq!(
+        text_of(&doc, types_12, "OriginalMessageId"),
+        Some(id.as_str())
+    );
+    let details = text_of(&doc, types_12, "StatusDetails").unwrap_or("");
+    assert!(
+        details.contains("recipient B") && details.contains("InvalidContent"),
+        "{details}"
+    );
+    let counters = sim.counters();
+    assert_eq!(
+        (counters.failed, counters.rejections_sent, counters.retried),
+        (1, 1, 0),
+        "{counters:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_forwarding_queue_answers_destination_overflow_and_forgets_the_request() {
+    let consumer = FakeGateway::start().await;
+    let sim = start_sim(
+        bind().await,
+        &gateway_toml(
+            &[
+                ("A", consumer.url()),
+                ("B", "http://127.0.0.1:9/ws".into()),
+                ("C", "http://127.0.0.1:9/ws".into()),
+            ],
+            &[(REGISTRATION, &["B", "C"])],
+            "",
+        )
+        .replace("timeout = \"5s\"\n", "timeout = \"5s\"\nmax_queue = 1\n"),
+    )
+    .await;
+    let id = new_message_id();
+    let answer = post_soap(sim.addr, routed("1.3", &id, Some("A"), &[])).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        fault_detail(&answer),
+        ("DestinationOverflow".to_string(), FAULTS_13.to_string())
+    );
+    assert_eq!(sim.counters().queued, 0);
+
+    let mut response = Vec::new();
+    let own_id = MessageId::parse(&new_message_id()).expect("id");
+    smev_adapter::soap::reply::write_send_response(
+        &mut response,
+        &ResponseHeader {
+            version: smev_adapter::soap::Version::V1_3,
+            message_id: &own_id,
+            to: &id,
+        },
+        &ReplyAnswer::Rejected {
+            code: RejectionCode::NoData,
+            description: "no data".into(),
+        },
+    );
+    let answer = post_soap(sim.addr, response).await;
+    assert_eq!(
+        fault_detail(&answer).0,
+        "TargetMessageIsNotFound",
+        "a refused request is not remembered"
     );
 }

@@ -50,6 +50,8 @@ pub struct Counters {
     pub failed: u64,
     /// Answers from synchronous providers, taken from their HTTP reply and relayed.
     pub sync_answers: u64,
+    /// `requestIsRejectedBySmev` statuses sent to requesters whose request a recipient did not take.
+    pub rejections_sent: u64,
     /// Deliveries acknowledged, by node mnemonic.
     pub forwarded_to: BTreeMap<String, u64>,
 }

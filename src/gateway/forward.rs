@@ -98,17 +98,26 @@ async fn run(gw: &Arc<Gateway>, job: &Job) {
     }
     let copies = if job.faults.duplicate { 2 } else { 1 };
     for _ in 0..copies {
-        let Some(answer) = deliver(gw, job).await else {
-            return;
-        };
-        if job.request {
-            gw.sync_answer(&job.target, &answer);
+        match deliver(gw, job).await {
+            Ok(answer) if job.request => gw.sync_answer(&job.target, &answer),
+            Ok(_) => {}
+            Err(NotDelivered::GaveUp(why)) if job.request => {
+                gw.request_not_delivered(&job.target, &job.message_id, &why);
+                return;
+            }
+            Err(_) => return,
         }
     }
 }
 
-/// Delivers `job` until the node takes it; the node's answer body, or `None` when given up or stopping.
-async fn deliver(gw: &Gateway, job: &Job) -> Option<Bytes> {
+/// Why a forward ended without the node taking it.
+enum NotDelivered {
+    Stopping,
+    GaveUp(String),
+}
+
+/// Delivers `job` until the node takes it: the node's answer body, or why not.
+async fn deliver(gw: &Gateway, job: &Job) -> Result<Bytes, NotDelivered> {
     let opts = &gw.config.delivery;
     let mut stop = gw.forwarder.stop.clone();
     let mut attempts: u32 = 0;
@@ -116,65 +125,73 @@ async fn deliver(gw: &Gateway, job: &Job) -> Option<Bytes> {
         attempts += 1;
         let verdict = {
             let Ok(_slot) = gw.forwarder.slots.acquire().await else {
-                return None;
+                return Err(NotDelivered::Stopping);
             };
             attempt(gw, job).await
         };
         match verdict {
             Ok(answer) => {
                 gw.delivered(&job.target);
-                return Some(answer);
+                return Ok(answer);
             }
-            Err(Verdict::Retry(why)) if attempts < opts.max_attempts => {
+            Err(Failure::Retry(why)) if attempts < opts.max_attempts => {
                 tracing::debug!(message_id = %job.message_id, node = %job.target, "retrying: {why}");
                 gw.count(|c| c.retried += 1);
                 let wait = backoff(opts.retry_initial, opts.retry_max, i64::from(attempts));
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return None,
+                    _ = stop.changed() => return Err(NotDelivered::Stopping),
                 }
             }
-            Err(Verdict::Retry(why) | Verdict::Final(why)) => {
+            Err(Failure::Retry(why) | Failure::Final(why)) => {
                 tracing::warn!(message_id = %job.message_id, node = %job.target, attempts, "forward given up: {why}");
                 gw.count(|c| c.failed += 1);
-                return None;
+                return Err(NotDelivered::GaveUp(format!(
+                    "after {attempts} attempt(s): {why}"
+                )));
             }
-            Err(Verdict::Delivered) => return None,
         }
     }
 }
 
+/// Why one attempt failed: worth retrying (node down, 5xx, SMEVFailure) or not (the node refused the message).
+enum Failure {
+    Retry(String),
+    Final(String),
+}
+
 /// One POST; the answer body when the node took the message, else why not.
-async fn attempt(gw: &Gateway, job: &Job) -> Result<Bytes, Verdict> {
+async fn attempt(gw: &Gateway, job: &Job) -> Result<Bytes, Failure> {
     let opts = &gw.config.delivery;
     let request = Request::post(&job.url)
         .header("content-type", "text/xml; charset=utf-8")
         .header("soapaction", job.action)
         .body(Full::new(job.body.clone()))
-        .map_err(|e| Verdict::Final(format!("cannot build a request to {}: {e}", job.url)))?;
+        .map_err(|e| Failure::Final(format!("cannot build a request to {}: {e}", job.url)))?;
     let call = async {
         let response = gw
             .forwarder
             .client
             .request(request)
             .await
-            .map_err(|e| Verdict::Retry(format!("cannot reach {}: {e}", job.url)))?;
+            .map_err(|e| Failure::Retry(format!("cannot reach {}: {e}", job.url)))?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), gw.config.limits.max_body_bytes)
             .collect()
             .await
             .map(|b| b.to_bytes())
             .map_err(|e| {
-                Verdict::Retry(format!("reading the answer of {} failed: {e}", job.url))
+                Failure::Retry(format!("reading the answer of {} failed: {e}", job.url))
             })?;
         match classify(status, &body) {
             Verdict::Delivered => Ok(body),
-            other => Err(other),
+            Verdict::Retry(why) => Err(Failure::Retry(why)),
+            Verdict::Final(why) => Err(Failure::Final(why)),
         }
     };
     match tokio::time::timeout(opts.timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(Verdict::Retry(format!(
+        Err(_) => Err(Failure::Retry(format!(
             "{} did not answer within {:?}",
             job.url, opts.timeout
         ))),

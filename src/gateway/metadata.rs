@@ -59,6 +59,49 @@ pub fn write_acknowledgement(
     })();
 }
 
+/// The `Id` of the SenderProvidedResponseData of a status the gateway itself sends.
+pub const GATEWAY_STATUS_ID: &str = "SMEV_STATUS";
+
+/// A `SendResponseRequest` the gateway itself sends to a requester: `AsyncProcessingStatus` about request `to`
+/// (e.g. `requestIsRejectedBySmev` when a recipient could not be given the request).
+pub fn write_status_response(
+    out: &mut Vec<u8>,
+    version: Version,
+    message_id: &str,
+    to: &str,
+    category: &str,
+    details: &str,
+) {
+    let mut w = Writer::new(out);
+    let _ = (|| -> std::io::Result<()> {
+        w.write_event(Event::Start(
+            BytesStart::new("soap:Envelope").with_attributes([("xmlns:soap", SOAP11_NS)]),
+        ))?;
+        w.write_event(Event::Start(BytesStart::new("soap:Body")))?;
+        w.write_event(Event::Start(
+            BytesStart::new("ns:SendResponseRequest").with_attributes([
+                ("xmlns:ns", version.types_ns()),
+                ("xmlns:basic", version.basic_ns()),
+            ]),
+        ))?;
+        w.write_event(Event::Start(
+            BytesStart::new("ns:SenderProvidedResponseData")
+                .with_attributes([("Id", GATEWAY_STATUS_ID)]),
+        ))?;
+        text(&mut w, "ns:MessageID", message_id)?;
+        text(&mut w, "ns:To", to)?;
+        w.write_event(Event::Start(BytesStart::new("ns:AsyncProcessingStatus")))?;
+        text(&mut w, "ns:OriginalMessageId", to)?;
+        text(&mut w, "ns:StatusCategory", category)?;
+        text(&mut w, "ns:StatusDetails", details)?;
+        w.write_event(Event::End(BytesEnd::new("ns:AsyncProcessingStatus")))?;
+        w.write_event(Event::End(BytesEnd::new("ns:SenderProvidedResponseData")))?;
+        w.write_event(Event::End(BytesEnd::new("ns:SendResponseRequest")))?;
+        w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
+        w.write_event(Event::End(BytesEnd::new("soap:Envelope")))
+    })();
+}
+
 /// The gateway's `ns:MessageMetadata` element (prefix `ns` is declared by the enclosing operation element).
 /// This is the exact byte sequence [`smev_signature`] signs.
 pub fn metadata_element(m: &Metadata<'_>) -> Vec<u8> {
@@ -85,14 +128,18 @@ pub fn smev_signature(_metadata_element: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn text(w: &mut Writer<Vec<u8>>, name: &str, value: &str) -> std::io::Result<()> {
+fn text<W: std::io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> std::io::Result<()> {
     w.write_event(Event::Start(BytesStart::new(name)))?;
     w.write_event(Event::Text(crate::xml::text(value)))?;
     w.write_event(Event::End(BytesEnd::new(name)))?;
     Ok(())
 }
 
-fn participant(w: &mut Writer<Vec<u8>>, name: &str, p: &Participant<'_>) -> std::io::Result<()> {
+fn participant<W: std::io::Write>(
+    w: &mut Writer<W>,
+    name: &str,
+    p: &Participant<'_>,
+) -> std::io::Result<()> {
     w.write_event(Event::Start(BytesStart::new(name)))?;
     text(w, "ns:Mnemonic", p.mnemonic)?;
     text(w, "ns:HumanReadableName", p.name)?;

@@ -28,7 +28,9 @@ use tokio::sync::watch;
 use crate::diag::Problems;
 use crate::soap::envelope::{self, Operation, SendResponse};
 use crate::soap::reply::{Metadata, Participant};
-use crate::soap::{EnvelopeError, Fault, SOAP11_NS, SignatureFaultCode, SmevFault, Version};
+use crate::soap::{
+    EnvelopeError, Fault, MessageId, SOAP11_NS, SignatureFaultCode, SmevFault, Version,
+};
 use crate::storage::{now_millis, rfc3339};
 use crate::xml;
 pub use config::GatewayConfig;
@@ -38,6 +40,9 @@ use metadata::{Acknowledged, write_acknowledgement};
 
 /// Namespace of the routing elements a node may put in soap:Header: `Sender` (once), `Recipient` (any number).
 pub const ROUTING_NS: &str = "urn://smev-adapter/routing/1.0";
+
+/// The node part of the v1 UUIDs the gateway makes for its own messages.
+const GATEWAY_NODE_ID: [u8; 6] = [0x03, 0x47, 0x41, 0x54, 0x45, 0x57];
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,7 @@ pub enum GatewayError {
 struct Sent {
     sender: String,
     recipients: Vec<String>,
+    version: Version,
 }
 
 /// What the gateway remembers, bounded: the oldest entries are forgotten first.
@@ -206,6 +212,36 @@ impl Gateway {
         }
     }
 
+    /// A recipient could not be given request `request_id` (attempts spent, or it refused the message): the
+    /// requester is told with an `AsyncProcessingStatus` / `requestIsRejectedBySmev`, relayed like an answer.
+    fn request_not_delivered(self: &Arc<Self>, recipient: &str, request_id: &str, why: &str) {
+        let Some(sent) = self.memory().requests.get(request_id).cloned() else {
+            return;
+        };
+        let status_id = MessageId::generate(&GATEWAY_NODE_ID);
+        let mut body = Vec::with_capacity(1024);
+        metadata::write_status_response(
+            &mut body,
+            sent.version,
+            status_id.as_str(),
+            request_id,
+            "requestIsRejectedBySmev",
+            &format!("recipient {recipient} did not take the request {why}"),
+        );
+        self.count(|c| c.rejections_sent += 1);
+        if !self.forward(
+            std::slice::from_ref(&sent.sender),
+            SEND_RESPONSE_ACTION,
+            &Bytes::from(body),
+            status_id.as_str(),
+        ) {
+            tracing::warn!(
+                message_id = request_id,
+                "the forwarding queue is full; the requester is not told that {recipient} did not take it"
+            );
+        }
+    }
+
     /// Handles one SOAP call POSTed to /ws.
     async fn soap(self: &Arc<Self>, body: Bytes) -> (u16, Vec<u8>) {
         self.count(|c| c.received += 1);
@@ -324,6 +360,7 @@ impl Gateway {
                 Sent {
                     sender: sender.clone(),
                     recipients: recipients.clone(),
+                    version,
                 },
                 self.config.limits.remember,
             );
