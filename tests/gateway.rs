@@ -787,3 +787,12 @@ async fn a_full_forwarding_queue_answers_destination_overflow_and_forgets_the_re
         "a refused request is not remembered"
     );
 }
+
+#[test]
+fn the_sample_gateway_toml_is_valid() {
+    let config = GatewayConfig::load(&repo().join("samples/gateway.toml"))
+        .unwrap_or_else(|p| panic!("samples/gateway.toml:\n{p}"));
+    assert_eq!(config.listen.to_string(), "127.0.0.1:7576");
+    assert_eq!(config.nodes.len(), 2);
+    assert_eq!(config.routes.len(), 1);
+}
