@@ -796,3 +796,39 @@ fn the_sample_gateway_toml_is_valid() {
     assert_eq!(config.nodes.len(), 2);
     assert_eq!(config.routes.len(), 1);
 }
+
+#[tokio::test]
+async fn a_provider_whose_push_gets_an_injected_503_retries_and_the_answer_is_relayed() {
+    let consumer = FakeGateway::start().await;
+    let listener = bind().await;
+    let gw_url = format!("http://{}/ws", listener.local_addr().expect("addr"));
+    let b = provider("async", &gw_url).await;
+    let sim = start_sim(
+        listener,
+        &gateway_toml(
+            &[("A", consumer.url()), ("B", b.url("/ws"))],
+            &[(REGISTRATION, &["B"])],
+            "[faults]\ndrop = 1\n",
+        ),
+    )
+    .await;
+    // The gateway accepts the request but drops the forward; the test hands it to B itself, so B's push is
+    // the next call the gateway receives, and it gets the injected 503.
+    let id = new_message_id();
+    let request = routed("1.3", &id, Some("A"), &[]);
+    assert_eq!(post_soap(sim.addr, request.clone()).await.status, 200);
+    assert_eq!(sim.control(r#"{"status_5xx": 1}"#).await.status, 200);
+    assert_eq!(post_soap(b.addr, request).await.status, 200);
+
+    let got = consumer.wait_for(1, 30).await;
+    assert_eq!(got[0].to, id);
+    assert_eq!(sim.counters().injected_5xx, 1);
+    let detail = b.node.store.show(&id).expect("read").expect("stored");
+    let http: Vec<Option<i64>> = detail.attempts.iter().map(|a| a.2).collect();
+    assert_eq!(
+        http,
+        vec![Some(503), Some(200)],
+        "B retried after the 503: {:?}",
+        detail.attempts
+    );
+}
