@@ -823,7 +823,15 @@ async fn a_provider_whose_push_gets_an_injected_503_retries_and_the_answer_is_re
     let got = consumer.wait_for(1, 30).await;
     assert_eq!(got[0].to, id);
     assert_eq!(sim.counters().injected_5xx, 1);
-    let detail = b.node.store.show(&id).expect("read").expect("stored");
+    // B records its successful attempt after the gateway's answer, which may be after the relay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let detail = loop {
+        let detail = b.node.store.show(&id).expect("read").expect("stored");
+        if detail.attempts.iter().any(|a| a.1) || Instant::now() > deadline {
+            break detail;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let http: Vec<Option<i64>> = detail.attempts.iter().map(|a| a.2).collect();
     assert_eq!(
         http,

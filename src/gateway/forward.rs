@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -197,6 +196,3 @@ async fn attempt(gw: &Gateway, job: &Job) -> Result<Bytes, Failure> {
         ))),
     }
 }
-
-/// How long the forwarder waits for in-flight forwards at shutdown.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -41,6 +41,9 @@ use metadata::{Acknowledged, write_acknowledgement};
 /// Namespace of the routing elements a node may put in soap:Header: `Sender` (once), `Recipient` (any number).
 pub const ROUTING_NS: &str = "urn://smev-adapter/routing/1.0";
 
+/// How long open connections get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The node part of the v1 UUIDs the gateway makes for its own messages.
 const GATEWAY_NODE_ID: [u8; 6] = [0x03, 0x47, 0x41, 0x54, 0x45, 0x57];
 
@@ -600,7 +603,7 @@ pub async fn serve(
     let _ = gw.stop.send(true);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(forward::SHUTDOWN_GRACE) => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
     }
     Ok(())
 }
