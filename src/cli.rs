@@ -176,15 +176,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => Ok(check(cli.config.as_deref())),
-        Command::Serve { listen } => serve(cli.config.as_deref(), listen),
-        Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
-        Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
         Command::Gateway { check } => {
             Ok(match crate::gateway::run(cli.config.as_deref(), check)? {
                 true => ExitCode::SUCCESS,
                 false => ExitCode::FAILURE,
             })
         }
+        Command::Serve { listen } => serve(cli.config.as_deref(), listen),
+        Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
+        Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),
         Command::Samples(SamplesCommand::BuildDb { samples, out }) => {
             let _ = std::fs::remove_file(&out);
             crate::samples::build_database(&samples, &out)
