@@ -105,6 +105,12 @@ pub enum Command {
     /// Tools for mapping files: a dry run of a request through a mapping.
     #[command(subcommand)]
     Mapping(MappingCommand),
+    /// Run the gateway SIMULATOR (a test and demo tool): --config names gateway.toml (default ./gateway.toml).
+    Gateway {
+        /// Only validate gateway.toml, printing each problem as file:line: cause.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -252,6 +258,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check => Ok(check(cli.config.as_deref())),
         Command::Doctor => Ok(crate::doctor::main(cli.config.as_deref())),
+        Command::Gateway { check } => {
+            Ok(match crate::gateway::run(cli.config.as_deref(), check)? {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            })
+        }
         Command::Serve { listen } => serve(cli.config.as_deref(), listen),
         Command::Queue(cmd) => queue(cli.config.as_deref(), cmd),
         Command::Audit(cmd) => audit(cli.config.as_deref(), cmd),

@@ -12,6 +12,7 @@ pub mod diag;
 pub mod doctor;
 pub mod dsig;
 pub mod exchange;
+pub mod gateway;
 pub mod mapping;
 pub mod metrics;
 pub mod node;
