@@ -1,0 +1,348 @@
+//! Trust on the wire: every signature fault by its SMEV reason, sender identity, exchange agreements,
+//! the node's own signatures verifying, private key permissions, and `pki init`.
+
+mod common;
+
+use common::*;
+use openssl::asn1::Asn1Time;
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::x509::{X509, X509NameBuilder};
+
+fn signature_reason(answer: &Answer) -> String {
+    let doc = answer.doc();
+    let outer = doc
+        .descendants()
+        .find(|n| n.has_tag_name((FAULTS_13, "SignatureVerificationFault")));
+    outer
+        .and_then(|o| {
+            o.children()
+                .find(|n| n.has_tag_name((FAULTS_13, "SignatureVerificationFault")))
+        })
+        .and_then(|n| n.text())
+        .unwrap_or_else(|| panic!("no SignatureVerificationFault in {}", answer.body))
+        .to_string()
+}
+
+#[tokio::test]
+async fn unsigned_tampered_and_foreign_signatures_get_their_smev_reason() {
+    let node = TestNode::start().await;
+    let unsigned = post_soap(
+        node.addr,
+        unsigned_registration_request("1.3", &new_message_id(), "4510", "123456"),
+    )
+    .await;
+    assert_eq!(
+        (unsigned.status, signature_reason(&unsigned).as_str()),
+        (500, "NoSignatureFound")
+    );
+
+    let tampered = registration_request("1.3", &new_message_id(), "4510", "123456")
+        .replace(">123456<", ">654321<");
+    let answer = post_soap(node.addr, tampered).await;
+    assert_eq!(
+        signature_reason(&answer),
+        "SignatureIsInvalid",
+        "{}",
+        answer.body
+    );
+
+    // Signed by a key from a CA this node does not trust.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let foreign = smev_adapter::trust::pki_init(dir.path(), "X", &["STRANGER"]).expect("pki");
+    let (_, key, cert) = &foreign.parties[1];
+    let crypto = smev_adapter::dsig::Crypto::load();
+    let stranger = smev_adapter::dsig::SigningKey::from_files(key, Some(cert), None, None, crypto)
+        .expect("key");
+    let unsigned = unsigned_registration_request("1.3", &new_message_id(), "4510", "123456");
+    let limits = smev_adapter::config::XmlLimits::default();
+    let signed = smev_adapter::dsig::sign_message(
+        &unsigned,
+        &limits,
+        "SIGNED_BY_CONSUMER",
+        (TYPES_13, "CallerInformationSystemSignature"),
+        &stranger,
+    )
+    .expect("sign");
+    let answer = post_soap(node.addr, signed).await;
+    assert_eq!(
+        signature_reason(&answer),
+        "CertificateIsNotFound",
+        "{}",
+        answer.body
+    );
+
+    let metrics = send(node.addr, "GET", "/metrics", None, Vec::new())
+        .await
+        .body;
+    for reason in [
+        "NoSignatureFound",
+        "SignatureIsInvalid",
+        "CertificateIsNotFound",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "smev_signature_failures_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_signature_over_another_element_is_an_incorrect_target() {
+    let node = TestNode::start().await;
+    // The payload element gets an Id and the signature covers it, not SenderProvidedRequestData.
+    let unsigned = unsigned_registration_request("1.3", &new_message_id(), "4510", "123456")
+        .replace(
+            "<r:RegistrationRequest ",
+            "<r:RegistrationRequest Id=\"PAYLOAD\" ",
+        );
+    let signed = sign_as("AGENCY_B", &unsigned, "PAYLOAD");
+    let answer = post_soap(node.addr, signed).await;
+    assert_eq!(
+        signature_reason(&answer),
+        "IncorrectSignatureTarget",
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused_as_expired() {
+    let node = TestNode::start().await;
+    let pki = test_pki();
+    let ca_dir = pki.ca.parent().expect("pki dir");
+    let ca = X509::from_pem(&std::fs::read(&pki.ca).expect("ca")).expect("ca cert");
+    let ca_key = PKey::private_key_from_pem(&std::fs::read(ca_dir.join("ca.key")).expect("ca key"))
+        .expect("ca key");
+    let key = PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                .expect("group"),
+        )
+        .expect("ec"),
+    )
+    .expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "AGENCY_B")
+        .expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("v3");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(ca.subject_name()).expect("issuer");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    b.set_not_before(&Asn1Time::from_unix(now - 30 * 86_400).expect("t"))
+        .expect("nb");
+    b.set_not_after(&Asn1Time::from_unix(now - 86_400).expect("t"))
+        .expect("na");
+    b.set_pubkey(&key).expect("pub");
+    b.sign(&ca_key, MessageDigest::sha256()).expect("sign cert");
+    let cert = b.build();
+    let crypto = smev_adapter::dsig::Crypto::load();
+    let alg = smev_adapter::dsig::SignatureAlg::default_for(&key).expect("alg");
+    let signer = smev_adapter::dsig::SigningKey::new(key, &cert, alg, crypto).expect("signing key");
+    let unsigned = unsigned_registration_request("1.3", &new_message_id(), "4510", "123456");
+    let limits = smev_adapter::config::XmlLimits::default();
+    let signed = smev_adapter::dsig::sign_message(
+        &unsigned,
+        &limits,
+        "SIGNED_BY_CONSUMER",
+        (TYPES_13, "CallerInformationSystemSignature"),
+        &signer,
+    )
+    .expect("sign");
+    let answer = post_soap(node.addr, signed).await;
+    assert_eq!(
+        signature_reason(&answer),
+        "CertificateIsExpired",
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_signer_that_maps_to_no_sender_is_not_registered() {
+    // With sender_from = fingerprint and an empty map, nobody is a registered sender.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), "")
+        .replace("[trust]\n", "[trust]\nsender_from = \"fingerprint\"\n");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, &text).expect("write");
+    let node = TestNode::start_with_config(dir, &path).await;
+    let answer = post_soap(
+        node.addr,
+        registration_request("1.3", &new_message_id(), "4510", "123456"),
+    )
+    .await;
+    assert_eq!(answer.status, 500);
+    assert!(
+        fault_names(&answer).contains(&"SenderIsNotRegistered".to_string()),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("is not in trust.senders"),
+        "{}",
+        answer.body
+    );
+}
+
+fn fault_names(answer: &Answer) -> Vec<String> {
+    let doc = answer.doc();
+    doc.descendants()
+        .filter(|n| n.tag_name().name() == "detail")
+        .flat_map(|d| {
+            d.children()
+                .filter(|c| c.is_element())
+                .map(|c| c.tag_name().name().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sender_without_an_exchange_agreement_gets_access_denied() {
+    let node = TestNode::start().await;
+    // family.toml allows AGENCY_B but not AGENCY_C.
+    let family = std::fs::read_to_string(repo().join("samples/templates/family.xml"))
+        .expect("family template");
+    let id = new_message_id();
+    let unsigned = family.replacen(
+        &family[family.find("<ns:MessageID>").expect("id") + 14
+            ..family.find("</ns:MessageID>").expect("id end")],
+        &id,
+        1,
+    );
+    let as_c = post_soap(
+        node.addr,
+        sign_as("AGENCY_C", &unsigned, "SIGNED_BY_CONSUMER"),
+    )
+    .await;
+    assert_eq!(as_c.status, 200);
+    assert_eq!(
+        text_of(&as_c.doc(), TYPES_13, "RejectionReasonCode"),
+        Some("ACCESS_DENIED"),
+        "{}",
+        as_c.body
+    );
+    let detail = node.node.store.show(&id).expect("read").expect("stored");
+    assert_eq!(detail.summary.sender, "AGENCY_C");
+    assert_eq!(detail.summary.status, "REJECTED");
+    assert!(
+        detail.history[0]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("from AGENCY_C (AGENCY_C), signature verified"),
+        "{:?}",
+        detail.history
+    );
+
+    let as_b = post_soap(
+        node.addr,
+        sign_as(
+            "AGENCY_B",
+            &unsigned.replace(&id, &new_message_id()),
+            "SIGNED_BY_CONSUMER",
+        ),
+    )
+    .await;
+    assert!(
+        text_of(&as_b.doc(), TYPES_13, "RejectionReasonCode") != Some("ACCESS_DENIED"),
+        "{}",
+        as_b.body
+    );
+}
+
+#[tokio::test]
+async fn the_nodes_answers_and_acknowledgements_carry_signatures_that_verify() {
+    let node = TestNode::start().await;
+    let answer = post_soap(
+        node.addr,
+        registration_request("1.3", &new_message_id(), "4510", "123456"),
+    )
+    .await;
+    let cert = node.dir.path().join("data/dev-keys/node.crt");
+    let store =
+        smev_adapter::dsig::TrustStore::from_files(&[cert], smev_adapter::dsig::Crypto::load())
+            .expect("store");
+    let limits = smev_adapter::config::XmlLimits::default();
+    let doc = smev_adapter::xml::parse(&answer.body, &limits).expect("answer parses");
+    let data = doc
+        .descendants()
+        .find(|n| n.has_tag_name((TYPES_13, "SenderProvidedResponseData")))
+        .expect("data");
+    let holder = doc
+        .descendants()
+        .find(|n| n.has_tag_name((TYPES_13, "CallerInformationSystemSignature")))
+        .expect("holder");
+    let verified = smev_adapter::dsig::verify_message(&doc, data, holder, &store)
+        .expect("the answer's signature verifies");
+    assert_eq!(verified.element.node(), data);
+}
+
+#[tokio::test]
+async fn a_private_key_readable_by_others_stops_the_node_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, key, cert) = test_pki().parties[1].clone();
+    let key_copy = dir.path().join("node.key");
+    std::fs::copy(&key, &key_copy).expect("copy key");
+    std::fs::set_permissions(&key_copy, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let text = format!(
+        "{}\n[keys]\nprivate_key = \"{}\"\ncertificate = \"{}\"\n",
+        config_text(dir.path(), ""),
+        key_copy.display(),
+        cert.display()
+    );
+    let path = dir.path().join("adapter.toml");
+    let config = smev_adapter::config::Config::parse(&path, &text, &|_| None).expect("config");
+    let err = match smev_adapter::node::Node::start(config) {
+        Ok(_) => panic!("a world-readable key must stop the node"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("readable by group or others (mode 644)") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pki_init_writes_a_ca_and_owner_only_keys_for_each_party() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smev-adapter"))
+        .args(["pki", "init"])
+        .arg(dir.path())
+        .args(["--node", "NODE_A", "--agencies", "B1,C1"])
+        .output()
+        .expect("run pki init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["ca.crt", "node_a.crt", "b1.crt", "c1.crt"] {
+        assert!(dir.path().join(name).is_file(), "{name}");
+    }
+    for key in ["ca.key", "node_a.key", "b1.key", "c1.key"] {
+        let mode = std::fs::metadata(dir.path().join(key))
+            .expect(key)
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    let ca = X509::from_pem(&std::fs::read(dir.path().join("ca.crt")).expect("ca")).expect("ca");
+    let b1 = X509::from_pem(&std::fs::read(dir.path().join("b1.crt")).expect("b1")).expect("b1");
+    assert!(
+        b1.verify(&ca.public_key().expect("ca key"))
+            .expect("verify"),
+        "b1 is issued by the CA"
+    );
+}
