@@ -23,7 +23,8 @@ use tokio::sync::oneshot;
 type BoxError = Box<dyn Error + Send + Sync>;
 
 const CONFIG_FILE: &str = "adapter.toml";
-const HAPPY_REQUEST: &str = "samples/requests/happy.xml";
+/// The unsigned template; each body is signed by the sample agency key the sample config trusts.
+const HAPPY_REQUEST: &str = "samples/templates/happy.xml";
 const HAPPY_MESSAGE_ID: &str = "6f1c2e10-b1a2-11ef-8a3c-0242ac120002";
 const XML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 const SOAP_ACTION: &str = "\"urn:SendRequest\"";
@@ -52,7 +53,7 @@ impl Settings {
             connections: env_number("BENCH_CONNECTIONS", 64)?.max(1),
             warmup: Duration::from_secs(env_number("BENCH_WARMUP", 2)?),
             measure: Duration::from_secs(env_number("BENCH_SECONDS", 5)?.max(1)),
-            bodies: env_number("BENCH_BODIES", 120_000)?.max(1),
+            bodies: env_number("BENCH_BODIES", 60_000)?.max(1),
         })
     }
 }
@@ -377,16 +378,37 @@ fn build_bodies(passports: &[(String, String)], count: usize) -> Result<Vec<Byte
         .replace(&series_tag, "<r:Series>{S}</r:Series>")
         .replace(&number_tag, "<r:Number>{N}</r:Number>");
     let node_id = [1, 2, 3, 4, 5, 6];
+    let crypto = smev_adapter::dsig::Crypto::load();
+    let key = smev_adapter::dsig::SigningKey::from_files(
+        std::path::Path::new("samples/pki/agency_b.key"),
+        Some(std::path::Path::new("samples/pki/agency_b.crt")),
+        None,
+        None,
+        crypto,
+    )?;
+    let limits = smev_adapter::config::XmlLimits::default();
+    let holder = (
+        "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.3",
+        "CallerInformationSystemSignature",
+    );
     // One contiguous buffer sliced per body: no per-body allocation, and a compact footprint.
     let mut buffer = Vec::with_capacity(count * (template.len() + 8));
     let mut ranges = Vec::with_capacity(count);
     for i in 0..count {
         let (s, n) = &passports[i % passports.len()];
         let id = uuid::Uuid::now_v1(&node_id).hyphenated().to_string();
-        let body = template
+        let unsigned = template
             .replace("{ID}", &id)
             .replace("{S}", s)
             .replace("{N}", n);
+        // The node verifies every request, so each body carries its own signature.
+        let body = smev_adapter::dsig::sign_message(
+            &unsigned,
+            &limits,
+            "SIGNED_BY_CONSUMER",
+            holder,
+            &key,
+        )?;
         ranges.push(buffer.len()..buffer.len() + body.len());
         buffer.extend_from_slice(body.as_bytes());
     }
