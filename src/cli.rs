@@ -82,9 +82,12 @@ pub enum Command {
     /// Development PKI: `pki init DIR` creates a test CA, this node's certificate and other agencies'.
     #[command(subcommand)]
     Pki(PkiCommand),
-    /// Sign a SOAP message's element (by Id) the SMEV way and print it: for tests, demos and samples.
+    /// Sign the element with `Id` = ID the SMEV way (exc-c14n + SMEV transform) and print the document.
+    ///
+    /// The signature goes into the empty `...Signature` holder after the element (e.g.
+    /// CallerInformationSystemSignature), or inside the element (enveloped) when there is none.
     Sign {
-        #[arg(value_name = "MESSAGE.xml")]
+        #[arg(value_name = "IN.xml")]
         file: PathBuf,
         /// Private key (PEM, DER, PKCS#8 or PKCS#12).
         #[arg(long, value_name = "FILE")]
@@ -92,13 +95,29 @@ pub enum Command {
         /// Certificate (PEM or DER); optional with PKCS#12.
         #[arg(long, value_name = "FILE")]
         cert: Option<PathBuf>,
+        /// Signature algorithm URI; default: the key's own (ECDSA-SHA256, RSA-SHA256, GOST 2012).
+        #[arg(long, value_name = "URI")]
+        alg: Option<String>,
         /// The Id of the element to sign.
         #[arg(long, default_value = "SIGNED_BY_CONSUMER")]
         id: String,
-        /// The element (local name, SMEV types namespace) that receives the ds:Signature.
-        #[arg(long, default_value = "CallerInformationSystemSignature")]
-        holder: String,
+        /// Environment variable holding the key's password (PKCS#12, encrypted PKCS#8).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
     },
+    /// Verify every ds:Signature in a document: which element, by whom, which algorithms, OK or why not.
+    ///
+    /// Exit code 0 only when there is at least one signature and all are valid.
+    Verify {
+        #[arg(value_name = "IN.xml")]
+        file: PathBuf,
+        /// Trust anchor: a CA certificate or a self-signed certificate (PEM or DER).
+        #[arg(long, value_name = "CERT.pem")]
+        trusted: Option<PathBuf>,
+    },
+    /// Development keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The tamper-evident audit journal: verify its hash chain, export it.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -110,6 +129,18 @@ pub enum Command {
         /// Only validate gateway.toml, printing each problem as file:line: cause.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Write DIR/key.pem (owner-only) and a self-signed DIR/cert.pem, valid for a year. Development only.
+    Generate {
+        /// gost2012-256, gost2012-512, rsa or ecdsa.
+        #[arg(long, default_value = "ecdsa")]
+        alg: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -293,28 +324,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
             file,
             key,
             cert,
+            alg,
             id,
-            holder,
+            password_env,
         } => {
             let crypto = crate::dsig::Crypto::load();
-            let key =
-                crate::dsig::SigningKey::from_files(&key, cert.as_deref(), None, None, crypto)?;
+            let alg = alg
+                .as_deref()
+                .map(crate::dsig::SignatureAlg::from_uri)
+                .transpose()?;
+            let password = match password_env {
+                Some(var) => Some(
+                    std::env::var(&var)
+                        .with_context(|| format!("environment variable {var} is not set"))?,
+                ),
+                None => None,
+            };
+            let key = crate::dsig::SigningKey::from_files(
+                &key,
+                cert.as_deref(),
+                password.as_deref(),
+                alg,
+                crypto,
+            )?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let limits = crate::config::XmlLimits::default();
-            let version = crate::soap::Version::ALL
-                .into_iter()
-                .rev()
-                .find(|v| text.contains(v.types_ns()))
-                .context("the message uses no SMEV types namespace")?;
-            let signed = crate::dsig::sign_message(
-                &text,
-                &limits,
-                &id,
-                (version.types_ns(), &holder),
-                &key,
-            )?;
-            print!("{signed}");
+            print!("{}", crate::dsig::tools::sign_document(&text, &id, &key)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { file, trusted } => {
+            let crypto = crate::dsig::Crypto::load();
+            let store = match trusted {
+                Some(path) => Some(crate::dsig::TrustStore::from_files(&[path], crypto)?),
+                None => None,
+            };
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let reports = crate::dsig::tools::verify_document(&text, store.as_ref(), crypto)?;
+            if reports.is_empty() {
+                println!("FAILED: no ds:Signature in {}", file.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            for r in &reports {
+                println!("{r}");
+            }
+            Ok(if reports.iter().all(|r| r.is_valid()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Keys(KeysCommand::Generate { alg, out }) => {
+            let crypto = crate::dsig::Crypto::load();
+            let which = crate::dsig::tools::DevKeyAlg::parse(&alg).with_context(|| {
+                format!("--alg `{alg}`: use gost2012-256, gost2012-512, rsa or ecdsa")
+            })?;
+            let (key, cert) = crate::dsig::tools::generate_dev_keys(which, &out, &crypto)?;
+            println!(
+                "key {} (owner-only), certificate {} (self-signed, one year; development only)",
+                key.display(),
+                cert.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Send {

@@ -127,7 +127,7 @@ pub fn run(explicit: Option<&Path>, report: &mut dyn FnMut(&Finding)) {
     };
     check_mappings(&config, report);
     check_keys(&config, report);
-    report(&check_trust_store());
+    report(&check_trust_store(&config));
     report(&check_gost());
     for finding in check_datasources(&config) {
         report(&finding);
@@ -435,12 +435,29 @@ fn certificate_validity(subject: &str, shown: &str, cert: &X509) -> Finding {
 
 // ---- trust store and GOST ---------------------------------------------------------------------
 
-fn check_trust_store() -> Finding {
-    Finding::warn(
-        "trust store",
-        "skipped: this version has no trust store settings, so senders' signatures are not verified",
-        "none yet; signature verification and [trust] come with the signatures work",
-    )
+fn check_trust_store(config: &Config) -> Finding {
+    if config.trust.ca.is_empty() {
+        return Finding::warn(
+            "trust store",
+            "trust.ca is empty: `serve` refuses to start, since every request's signature must be verified",
+            "set trust.ca to the CA certificate files whose signatures this node accepts",
+        );
+    }
+    let shown = config
+        .trust
+        .ca
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match crate::dsig::TrustStore::from_files(&config.trust.ca, crate::dsig::Crypto::load()) {
+        Ok(_) => Finding::ok("trust store", format!("{shown} load as trust anchors")),
+        Err(e) => Finding::fail(
+            "trust store",
+            format!("{shown}: {e}"),
+            "point trust.ca at readable PEM or DER certificates",
+        ),
+    }
 }
 
 // The ENGINE API is not in openssl-sys; libcrypto (linked through openssl-sys) still exports it.

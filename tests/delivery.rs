@@ -576,3 +576,68 @@ async fn metrics_count_requests_outcomes_queue_depth_deliveries_and_pools() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_deadline_is_stored_and_an_unfinished_message_past_it_is_flagged_overdue() {
+    let node = TestNode::start_with("reply = \"async\"", "", "[delivery]\nmode = \"pull\"\n").await;
+    let id = new_message_id();
+    let before = smev_adapter::storage::now_millis();
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", &id, "4510", "123456")
+        )
+        .await
+        .status,
+        200
+    );
+    let stored = wait_status(&node, &id, Status::ResponseReady, 10).await;
+    let deadline = stored
+        .summary
+        .deadline_at
+        .expect("registration.toml has deadline = 5m");
+    assert!(
+        (deadline - before - 300_000).abs() < 5_000,
+        "deadline = received + 5m: {deadline} vs {before}"
+    );
+    assert!(!stored.summary.overdue(smev_adapter::storage::now_millis()));
+
+    // A request whose deadline has passed and is still not delivered.
+    let late = new_message_id();
+    let record = smev_adapter::storage::NewIncoming {
+        sender: "AGENCY_B".into(),
+        received_detail: None,
+        message_id: late.clone(),
+        version: "1.3",
+        mapping: Some("registration".into()),
+        request: registration_request("1.3", &late, "4510", "123456").into_bytes(),
+        deadline_at: Some(smev_adapter::storage::now_millis() - 1_000),
+        ack: None,
+        answer: None,
+    };
+    node.node
+        .store
+        .insert_incoming(record)
+        .await
+        .expect("stored");
+    let overdue = node.node.store.list(None, true, 10).expect("list");
+    assert_eq!(
+        overdue
+            .iter()
+            .map(|m| m.message_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![late.as_str()]
+    );
+    let metrics = send(node.addr, "GET", "/metrics", None, Vec::new())
+        .await
+        .body;
+    assert!(
+        metrics.lines().any(|l| l == "smev_overdue_messages 1"),
+        "{metrics}"
+    );
+    let (ok, listed) = queue_cli(&node, &["list", "--overdue"]);
+    assert!(
+        ok && listed.contains(&late) && listed.contains("OVERDUE") && !listed.contains(&id),
+        "{listed}"
+    );
+}
