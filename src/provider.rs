@@ -319,6 +319,14 @@ fn verify_caller<'a, 'i>(
         node.metrics.signature_failure(code.as_str());
         Fault::client(version, SmevFault::SignatureVerification(code), message)
     };
+    // Comments and processing instructions are not covered by exclusive c14n: inside the signed element
+    // they would be content that nobody signed (and can split a signed value), so they are refused.
+    if target.descendants().any(|n| n.is_comment() || n.is_pi()) {
+        return Err(refuse(
+            SignatureFaultCode::SignatureIsInvalid,
+            "comments or processing instructions inside the signed element are not covered by the signature".into(),
+        ));
+    }
     let Some(holder) = signature.and_then(|s| s.parent_element()) else {
         return Err(refuse(
             SignatureFaultCode::NoSignatureFound,

@@ -346,3 +346,143 @@ fn pki_init_writes_a_ca_and_owner_only_keys_for_each_party() {
         "b1 is issued by the CA"
     );
 }
+
+/// Sends `body` and returns the SMEV fault name in its detail (the signature reason for signature faults).
+async fn refusal(node: &TestNode, body: String) -> String {
+    let answer = post_soap(node.addr, body).await;
+    assert_eq!(answer.status, 500, "refused: {}", answer.body);
+    let names = fault_names(&answer);
+    if names.iter().any(|n| n == "SignatureVerificationFault") {
+        signature_reason(&answer)
+    } else {
+        names.join(",")
+    }
+}
+
+#[tokio::test]
+async fn signature_wrapping_attempts_are_refused_and_nothing_is_stored() {
+    let node = TestNode::start().await;
+    let id = new_message_id();
+    let signed = registration_request("1.3", &id, "4510", "123456");
+    let data_start = signed.find("<ns:SenderProvidedRequestData").expect("data");
+    let data_end = signed
+        .find("</ns:SenderProvidedRequestData>")
+        .expect("data end")
+        + "</ns:SenderProvidedRequestData>".len();
+    let original = &signed[data_start..data_end];
+    let forged = original
+        .replace(">4510<", ">4012<")
+        .replace(">123456<", ">654321<")
+        .replace(" Id=\"SIGNED_BY_CONSUMER\"", "");
+    let header = |inner: &str| {
+        signed.replacen(
+            "<soap:Body>",
+            &format!("<soap:Header>{inner}</soap:Header><soap:Body>"),
+            1,
+        )
+    };
+    let attempts: Vec<(&str, String, &str)> = vec![
+        (
+            "a duplicate Id elsewhere in the document",
+            header("<x:Evil xmlns:x=\"urn:x\" Id=\"SIGNED_BY_CONSUMER\"/>"),
+            "IncorrectSignatureTarget",
+        ),
+        (
+            "the signed element moved into the header, a forged one in its place",
+            {
+                let moved = signed.replacen(original, &forged, 1);
+                let wrapper = format!("<x:W xmlns:x=\"urn:x\" xmlns:ns=\"{TYPES_13}\" xmlns:basic=\"urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3\">");
+                moved.replacen("<soap:Body>", &format!("<soap:Header>{wrapper}{original}</x:W></soap:Header><soap:Body>"), 1)
+            },
+            "IncorrectSignatureTarget",
+        ),
+        (
+            "a second SenderProvidedRequestData",
+            signed.replacen(original, &format!("{original}{forged}"), 1),
+            "PoorSOAPEnvelopeFormat",
+        ),
+        (
+            "the signature covering a sibling",
+            sign_as(
+                "AGENCY_B",
+                &unsigned_registration_request("1.3", &id, "4510", "123456").replace(
+                    "<ns:CallerInformationSystemSignature/>",
+                    "<ns:BusinessProcessMetadata Id=\"SIBLING\"/><ns:CallerInformationSystemSignature/>",
+                ),
+                "SIBLING",
+            ),
+            "IncorrectSignatureTarget",
+        ),
+        ("a comment injected inside a signed value", signed.replace(">4510<", ">45<!---->10<"), "SignatureIsInvalid"),
+        ("whitespace injected inside signed content", signed.replace("<r:Series>", "<r:Series> "), "SignatureIsInvalid"),
+        (
+            "a namespace redeclared to another URI inside the signed element",
+            signed.replace("xmlns:r=\"urn://example.gov/registration/1.0\"", "xmlns:r=\"urn://example.gov/registration/9.9\""),
+            "SignatureIsInvalid",
+        ),
+        (
+            "a second Signature in the holder",
+            {
+                let sig_start = signed.find("<ds:Signature").expect("sig");
+                let sig_end = signed.find("</ds:Signature>").expect("sig end") + "</ds:Signature>".len();
+                let sig = &signed[sig_start..sig_end];
+                signed.replacen(sig, &format!("{sig}{sig}"), 1)
+            },
+            "PoorSOAPEnvelopeFormat",
+        ),
+        (
+            "Reference URI=\"\" (the whole document) instead of the element",
+            signed.replace("URI=\"#SIGNED_BY_CONSUMER\"", "URI=\"\""),
+            "IncorrectSignatureTarget",
+        ),
+    ];
+    for (what, body, expected) in attempts {
+        assert_eq!(refusal(&node, body).await, expected, "{what}");
+    }
+    assert!(
+        node.node
+            .store
+            .list(None, false, 10)
+            .expect("list")
+            .is_empty(),
+        "nothing was stored as accepted"
+    );
+    // The untouched request is still accepted.
+    assert_eq!(post_soap(node.addr, signed).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_request_signed_by_xmlsec1_is_accepted_end_to_end() {
+    let node = TestNode::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, key, cert) = test_pki()
+        .parties
+        .iter()
+        .find(|p| p.0 == "AGENCY_B")
+        .expect("AGENCY_B")
+        .clone();
+    let id = new_message_id();
+    let template = unsigned_registration_request("1.3", &id, "4510", "123456").replace(
+        "<ns:CallerInformationSystemSignature/>",
+        "<ns:CallerInformationSystemSignature><ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/><ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256\"/><ds:Reference URI=\"#SIGNED_BY_CONSUMER\"><ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/></ds:Transforms><ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature></ns:CallerInformationSystemSignature>",
+    );
+    let path = dir.path().join("template.xml");
+    std::fs::write(&path, template).expect("write");
+    let out = std::process::Command::new("xmlsec1")
+        .arg("--sign")
+        .arg("--privkey-pem")
+        .arg(format!("{},{}", key.display(), cert.display()))
+        .arg("--id-attr:Id")
+        .arg(format!("{TYPES_13}:SenderProvidedRequestData"))
+        .arg(&path)
+        .output()
+        .expect("xmlsec1 is required (apt-get install -y xmlsec1)");
+    assert!(
+        out.status.success(),
+        "xmlsec1 --sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = post_soap(node.addr, out.stdout).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(text_of(&answer.doc(), REG_NS, "LastName"), Some("Иванов"));
+}
