@@ -27,6 +27,8 @@ pub struct Config {
     pub endpoint_path: String,
     /// The WSDL and XSD files served at `/ws?wsdl`.
     pub wsdl_dir: PathBuf,
+    /// HTTPS on the SOAP listener (TLS 1.2 and 1.3); `None` = plain HTTP.
+    pub tls: Option<TlsOptions>,
     pub limits: Limits,
     pub data_dir: PathBuf,
     pub storage: StorageOptions,
@@ -86,6 +88,14 @@ impl Default for XmlLimits {
             max_text_bytes: 8 * 1024 * 1024,
         }
     }
+}
+
+/// The listener's certificate and key, and (for mTLS) the CA that client certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// How the node's own store commits.
@@ -252,6 +262,14 @@ struct RawServer {
     listen: Option<String>,
     path: Option<String>,
     wsdl_dir: Option<String>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+struct RawTls {
+    cert: String,
+    key: String,
+    client_ca: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -448,6 +466,27 @@ impl Validator<'_> {
         let listen = self.listen(raw.server.listen, env);
         let endpoint_path = self.endpoint_path(raw.server.path);
         let wsdl_dir = self.resolve(raw.server.wsdl_dir.as_deref().unwrap_or("wsdl"));
+        let tls = raw.server.tls.map(|t| {
+            let tls = TlsOptions {
+                cert: self.resolve(&t.cert),
+                key: self.resolve(&t.key),
+                client_ca: t.client_ca.map(|c| self.resolve(&c)),
+            };
+            for (key, path) in [
+                ("cert", Some(&tls.cert)),
+                ("key", Some(&tls.key)),
+                ("client_ca", tls.client_ca.as_ref()),
+            ] {
+                if let Some(path) = path.filter(|p| !p.is_file()) {
+                    let shown = path.display().to_string();
+                    self.problem(
+                        &["server", "tls", key],
+                        format!("server.tls.{key} `{shown}` does not exist"),
+                    );
+                }
+            }
+            tls
+        });
         if !wsdl_dir.join(crate::server::WSDL_FILE).is_file() {
             let shown = wsdl_dir.display().to_string();
             self.problem(
@@ -491,6 +530,7 @@ impl Validator<'_> {
             listen,
             endpoint_path,
             wsdl_dir,
+            tls,
             limits,
             data_dir,
             storage,

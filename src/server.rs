@@ -68,6 +68,13 @@ pub async fn serve(
         node,
         wsdl,
     });
+    let tls = match &shared.node.config.tls {
+        Some(options) => Some(tls_acceptor(options)?),
+        None => {
+            tracing::warn!("the SOAP listener speaks plain HTTP: set [server.tls] for production");
+            None
+        }
+    };
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -89,12 +96,27 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let service = service_fn(move |req| route(shared.clone(), req));
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended: {e}");
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
+                        let handshake_timeout = limits.request_timeout;
+                        tokio::spawn(async move {
+                            let Some(tls_stream) = tls_handshake(&acceptor, stream, handshake_timeout).await else { return };
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(tls_stream), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -110,6 +132,51 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// The listener's TLS settings: TLS 1.2 and 1.3 only; with `client_ca`, a client certificate that chains
+/// to it is required (mTLS).
+fn tls_acceptor(
+    options: &crate::config::TlsOptions,
+) -> std::io::Result<std::sync::Arc<openssl::ssl::SslAcceptor>> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+    let io = |what: &str, e: openssl::error::ErrorStack| {
+        std::io::Error::other(format!("TLS {what}: {e}"))
+    };
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .map_err(|e| io("setup", e))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| io("setup", e))?;
+    b.set_certificate_chain_file(&options.cert)
+        .map_err(|e| io(&format!("certificate {}", options.cert.display()), e))?;
+    b.set_private_key_file(&options.key, SslFiletype::PEM)
+        .map_err(|e| io(&format!("key {}", options.key.display()), e))?;
+    b.check_private_key()
+        .map_err(|e| io("key does not match the certificate", e))?;
+    if let Some(ca) = &options.client_ca {
+        b.set_ca_file(ca)
+            .map_err(|e| io(&format!("client CA {}", ca.display()), e))?;
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    }
+    Ok(std::sync::Arc::new(b.build()))
+}
+
+/// Completes a TLS handshake within `timeout`; a failed or slow one just closes the connection.
+async fn tls_handshake(
+    acceptor: &openssl::ssl::SslAcceptor,
+    stream: tokio::net::TcpStream,
+    timeout: Duration,
+) -> Option<tokio_openssl::SslStream<tokio::net::TcpStream>> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
+    let mut tls = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+    match tokio::time::timeout(timeout, std::pin::Pin::new(&mut tls).accept()).await {
+        Ok(Ok(())) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!("TLS handshake refused: {e}");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The consumer side's local ways in: the JSON API and the drop folder, when configured.
