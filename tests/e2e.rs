@@ -102,10 +102,18 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16,
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n")?;
     let status = head.split(' ').nth(1)?.parse().ok()?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-    Some((status, if chunked { unchunk(rest) } else { rest.to_string() }))
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    Some((
+        status,
+        if chunked {
+            unchunk(rest)
+        } else {
+            rest.to_string()
+        },
+    ))
 }
 
 /// Decodes a chunked HTTP body.
@@ -551,10 +559,7 @@ fn a_asks_b_with_send_wait_and_gets_bs_signed_answer_from_bs_database() {
         "A stored the answer B made ({response_id}): {answered}"
     );
     assert_eq!(
-        w.agency(A).metric(
-            "smev_signature_failures_total",
-            &[]
-        ),
+        w.agency(A).metric("smev_signature_failures_total", &[]),
         0.0,
         "A refused no signature"
     );
@@ -594,9 +599,12 @@ fn b_is_down_for_a_while_and_the_answer_arrives_after_b_returns() {
     wait_for("the gateway retries the forward to B", || {
         (w.gateway_state()["counters"]["retried"].as_u64() >= Some(2)).then_some(())
     });
-    let view = w.api_view(&id);
+    let view = wait_for("the gateway's acknowledgement is recorded at A", || {
+        let view = w.api_view(&id);
+        (view["status"] != "QUEUED").then_some(view)
+    });
+    assert_eq!(view["status"], "SENT", "accepted, not answered: {view}");
     assert_eq!(view["answers"].as_array().map(Vec::len), Some(0), "{view}");
-    assert_eq!(view["status"], "SENT", "{view}");
 
     w.start(B);
     let answers = w.api_answers(&id, 1);
@@ -617,12 +625,18 @@ fn a_delivery_duplicated_by_the_gateway_is_processed_once_by_b_and_answered_once
     // B saw the second copy and gave it the stored acknowledgement instead of running it again.
     let b = w.agency(B);
     wait_for("B counts the duplicate", || {
-        (b.metric("smev_requests_total", &["SendRequest", "outcome=\"duplicate\""]) >= 1.0)
+        (b.metric(
+            "smev_requests_total",
+            &["SendRequest", "outcome=\"duplicate\""],
+        ) >= 1.0)
             .then_some(())
     });
     assert_eq!(w.gateway_state()["counters"]["duplicated"], 1);
     assert_eq!(
-        b.metric("smev_requests_total", &["SendRequest", "outcome=\"duplicate\""]),
+        b.metric(
+            "smev_requests_total",
+            &["SendRequest", "outcome=\"duplicate\""]
+        ),
         1.0
     );
     let rows = b.queue_rows(&id);
@@ -638,10 +652,7 @@ fn a_delivery_duplicated_by_the_gateway_is_processed_once_by_b_and_answered_once
     wait_for("the gateway drains", || {
         (w.gateway_state()["pending"].as_u64() == Some(0)).then_some(())
     });
-    assert_eq!(
-        w.api_view(&id)["answers"].as_array().map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(w.api_view(&id)["answers"].as_array().map(Vec::len), Some(1));
 }
 
 #[test]
@@ -693,7 +704,10 @@ fn all_three_intake_paths_cli_api_and_drop_folder_carry_a_request_through() {
 
     // Three distinct requests, each answered once by B.
     let ids = [cli_id, api_id, folder_id];
-    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
     for id in &ids {
         assert_eq!(w.agency(B).queue_rows(id).len(), 1, "B answered {id}");
     }
