@@ -39,13 +39,16 @@ for port in "$GATEWAY_PORT" "$A_PORT" "$B_PORT" "$A_API_PORT"; do
 done
 
 PIDS=()
+STOPPED=""
 cleanup() {
     local status=$?
+    [[ -n "$STOPPED" ]] && status=0
     if ((${#PIDS[@]})); then
         echo
         echo "==> Stopping the gateway and the nodes"
         kill "${PIDS[@]}" 2>/dev/null || true
         wait "${PIDS[@]}" 2>/dev/null || true
+        echo "Stopped. Configs, keys, stores and logs stay in $DEMO."
     fi
     if ((status != 0)) && [[ -d "$DEMO/logs" ]]; then
         echo "run-demo: failed; the last log lines of each process ($DEMO/logs):" >&2
@@ -54,7 +57,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'STOPPED=1; exit 130' INT TERM
 
 # 2. A fresh work folder, a development PKI (one CA, a key and certificate per agency, CN = mnemonic).
 step "Creating a development PKI and the configs in $DEMO"
@@ -72,8 +75,8 @@ fill gateway.toml
 fill mfc_01.toml
 fill agency_b.toml
 "$BIN" --config "$DEMO/gateway.toml" gateway --check
-"$BIN" --config "$DEMO/mfc_01.toml" check
-"$BIN" --config "$DEMO/agency_b.toml" check
+RUST_LOG=warn "$BIN" --config "$DEMO/mfc_01.toml" check     # also builds each agency's sample database
+RUST_LOG=warn "$BIN" --config "$DEMO/agency_b.toml" check
 
 # 4. Start the three processes, logs in $DEMO/logs; wait until each is ready.
 wait_ready() { # NAME URL
@@ -108,13 +111,18 @@ wait_ready "MFC_01 (asks)" "http://127.0.0.1:$A_PORT/readyz"
 step "MFC_01 asks AGENCY_B: smev-adapter --config mfc_01.toml send request.xml --to AGENCY_B --wait"
 cat "$HERE/request.xml"
 echo "--- the MessageID, then AGENCY_B's answer:"
-"$BIN" --config "$DEMO/mfc_01.toml" send "$HERE/request.xml" --to AGENCY_B --wait --timeout 60s
+ANSWER="$("$BIN" --config "$DEMO/mfc_01.toml" send "$HERE/request.xml" --to AGENCY_B --wait --timeout 60s)"
+echo "$ANSWER"
+ID="$(head -n 1 <<<"$ANSWER")"
 
 step "What each side stored"
-echo "--- MFC_01 (smev-adapter --config mfc_01.toml queue list):"
-"$BIN" --config "$DEMO/mfc_01.toml" queue list
+echo "--- MFC_01 (smev-adapter --config mfc_01.toml queue show $ID):"
+"$BIN" --config "$DEMO/mfc_01.toml" queue show "$ID"
 echo "--- AGENCY_B (smev-adapter --config agency_b.toml queue list):"
 "$BIN" --config "$DEMO/agency_b.toml" queue list
+echo "--- AGENCY_B's audit journal (smev-adapter --config agency_b.toml audit export), event and detail:"
+"$BIN" --config "$DEMO/agency_b.toml" audit export 2>/dev/null |
+    sed -E 's/.*"detail":(null|"([^"]*)"),"event":"([^"]*)".*/\3  \2/'
 
 if [[ "${DEMO_KEEP:-}" == 1 ]]; then
     step "Still running (DEMO_KEEP=1); Ctrl-C stops everything"
