@@ -558,8 +558,17 @@ fn a_asks_b_with_send_wait_and_gets_bs_signed_answer_from_bs_database() {
         answered.contains(response_id),
         "A stored the answer B made ({response_id}): {answered}"
     );
+    // A took B's answer as a verified SendResponse and refused no signature.
+    let a = w.agency(A);
     assert_eq!(
-        w.agency(A).metric("smev_signature_failures_total", &[]),
+        a.metric(
+            "smev_requests_total",
+            &["operation=\"SendResponse\"", "outcome=\"ok\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        a.metric("smev_signature_failures_total", &[]),
         0.0,
         "A refused no signature"
     );
@@ -627,7 +636,7 @@ fn a_delivery_duplicated_by_the_gateway_is_processed_once_by_b_and_answered_once
     wait_for("B counts the duplicate", || {
         (b.metric(
             "smev_requests_total",
-            &["SendRequest", "outcome=\"duplicate\""],
+            &["operation=\"SendRequest\"", "outcome=\"duplicate\""],
         ) >= 1.0)
             .then_some(())
     });
@@ -635,7 +644,7 @@ fn a_delivery_duplicated_by_the_gateway_is_processed_once_by_b_and_answered_once
     assert_eq!(
         b.metric(
             "smev_requests_total",
-            &["SendRequest", "outcome=\"duplicate\""]
+            &["operation=\"SendRequest\"", "outcome=\"duplicate\""]
         ),
         1.0
     );
