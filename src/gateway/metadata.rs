@@ -34,9 +34,9 @@ pub fn write_acknowledgement(
     metadata: &Metadata<'_>,
 ) {
     let element = metadata_element(metadata);
-    let signature = smev_signature(&element);
     let op = what.element();
-    let mut w = Writer::new(out);
+    let mut unsigned = Vec::with_capacity(element.len() + 512);
+    let mut w = Writer::new(&mut unsigned);
     // Writing into a Vec cannot fail; the Results are io-shaped only.
     let _ = (|| -> std::io::Result<()> {
         w.write_event(Event::Start(
@@ -48,15 +48,48 @@ pub fn write_acknowledgement(
             ("xmlns:basic", version.basic_ns()),
         ])))?;
         w.get_mut().extend_from_slice(&element);
-        if let Some(signature) = &signature {
-            w.write_event(Event::Start(BytesStart::new("ns:SMEVSignature")))?;
-            w.get_mut().extend_from_slice(signature);
-            w.write_event(Event::End(BytesEnd::new("ns:SMEVSignature")))?;
-        }
+        w.write_event(Event::Empty(BytesStart::new("ns:SMEVSignature")))?;
         w.write_event(Event::End(BytesEnd::new(op)))?;
         w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
         w.write_event(Event::End(BytesEnd::new("soap:Envelope")))
     })();
+    out.extend_from_slice(&sign_metadata(&unsigned, version).unwrap_or(unsigned));
+}
+
+/// The simulator's own signing key: a development ECDSA key made once per process (it is a test tool).
+fn gateway_key() -> Option<&'static crate::dsig::SigningKey> {
+    static KEY: std::sync::OnceLock<Option<crate::dsig::SigningKey>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let crypto = crate::dsig::Crypto::load();
+        let key =
+            crate::dsig::tools::generate_key(crate::dsig::tools::DevKeyAlg::Ecdsa, &crypto).ok()?;
+        let cert =
+            crate::dsig::tools::self_signed_certificate(&key, "GATEWAY (simulator)", 365, &crypto)
+                .ok()?;
+        let alg = crate::dsig::SignatureAlg::default_for(&key).ok()?;
+        crate::dsig::SigningKey::new(key, &cert, alg, crypto).ok()
+    })
+    .as_ref()
+}
+
+/// Signs the envelope's MessageMetadata into its SMEVSignature, as the SMEV gateway does.
+fn sign_metadata(envelope: &[u8], version: Version) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(envelope).ok()?;
+    let limits = crate::config::XmlLimits::default();
+    let signed = crate::dsig::sign_message(
+        text,
+        &limits,
+        GATEWAY_METADATA_ID,
+        (version.types_ns(), "SMEVSignature"),
+        gateway_key()?,
+    );
+    match signed {
+        Ok(s) => Some(s.into_bytes()),
+        Err(e) => {
+            tracing::error!("the simulator could not sign its metadata: {e}");
+            None
+        }
+    }
 }
 
 /// The `Id` of the SenderProvidedResponseData of a status the gateway itself sends.
@@ -103,7 +136,7 @@ pub fn write_status_response(
 }
 
 /// The gateway's `ns:MessageMetadata` element (prefix `ns` is declared by the enclosing operation element).
-/// This is the exact byte sequence [`smev_signature`] signs.
+/// It is signed into `SMEVSignature` by [`write_acknowledgement`].
 pub fn metadata_element(m: &Metadata<'_>) -> Vec<u8> {
     let mut w = Writer::new(Vec::with_capacity(512));
     let _ = (|| -> std::io::Result<()> {
@@ -120,12 +153,6 @@ pub fn metadata_element(m: &Metadata<'_>) -> Vec<u8> {
         w.write_event(Event::End(BytesEnd::new("ns:MessageMetadata")))
     })();
     w.into_inner()
-}
-
-/// SIGNING SEAM: the `ds:Signature` over the metadata element (Reference `#SIGNED_BY_SMEV`), to be placed in
-/// `SMEVSignature`. Signing is pending the XMLDSig merge; until then the gateway's metadata goes unsigned.
-pub fn smev_signature(_metadata_element: &[u8]) -> Option<Vec<u8>> {
-    None
 }
 
 fn text<W: std::io::Write>(w: &mut Writer<W>, name: &str, value: &str) -> std::io::Result<()> {
@@ -186,5 +213,31 @@ mod tests {
             .find(|n| n.has_tag_name((ns, "HumanReadableName")))
             .and_then(|n| n.text());
         assert_eq!(name, Some("Агентство <B>"));
+        // The metadata is signed into SMEVSignature, and the signature verifies against its own certificate.
+        let holder = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "SMEVSignature")))
+            .expect("SMEVSignature");
+        let cert_b64 = holder
+            .descendants()
+            .find(|n| n.tag_name().name() == "X509Certificate")
+            .and_then(|n| n.text())
+            .expect("certificate in KeyInfo");
+        let der = openssl::base64::decode_block(cert_b64).expect("base64");
+        let cert = openssl::x509::X509::from_der(&der).expect("certificate");
+        let store =
+            crate::dsig::TrustStore::new([cert], crate::dsig::Crypto::load()).expect("store");
+        let limits = crate::config::XmlLimits::default();
+        let doc = crate::xml::parse(&xml, &limits).expect("parse");
+        let md = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "MessageMetadata")))
+            .expect("metadata");
+        let holder = doc
+            .descendants()
+            .find(|n| n.has_tag_name((ns, "SMEVSignature")))
+            .expect("holder");
+        crate::dsig::verify_message(&doc, md, holder, &store)
+            .expect("the gateway's metadata signature verifies");
     }
 }
