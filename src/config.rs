@@ -34,6 +34,8 @@ pub struct Config {
     pub storage: StorageOptions,
     pub delivery: DeliveryOptions,
     pub gateway_url: Option<String>,
+    /// TLS to an `https://` gateway: trusted roots (default: the system's) and an optional client certificate.
+    pub gateway_tls: GatewayTls,
     /// The status page; `None` when no token is configured (the page is then off).
     pub admin: Option<AdminOptions>,
     /// The local ways in for this node's own requests.
@@ -88,6 +90,14 @@ impl Default for XmlLimits {
             max_text_bytes: 8 * 1024 * 1024,
         }
     }
+}
+
+/// How the node connects to an `https://` gateway.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// The listener's certificate and key, and (for mTLS) the CA that client certificates must chain to.
@@ -307,6 +317,9 @@ struct RawDelivery {
 #[derive(Deserialize, Default)]
 struct RawGateway {
     url: Option<String>,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -499,6 +512,30 @@ impl Validator<'_> {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => self.resolve(raw.storage.data_dir.as_deref().unwrap_or("data")),
         };
+        let gateway_tls = GatewayTls {
+            ca_file: raw.gateway.ca_file.as_deref().map(|p| self.resolve(p)),
+            client_cert: raw.gateway.client_cert.as_deref().map(|p| self.resolve(p)),
+            client_key: raw.gateway.client_key.as_deref().map(|p| self.resolve(p)),
+        };
+        for (key, path) in [
+            ("ca_file", &gateway_tls.ca_file),
+            ("client_cert", &gateway_tls.client_cert),
+            ("client_key", &gateway_tls.client_key),
+        ] {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                let shown = path.display().to_string();
+                self.problem(
+                    &["gateway", key],
+                    format!("gateway.{key} `{shown}` does not exist"),
+                );
+            }
+        }
+        if gateway_tls.client_cert.is_some() != gateway_tls.client_key.is_some() {
+            self.problem(
+                &["gateway", "client_cert"],
+                "set gateway.client_cert and gateway.client_key together".into(),
+            );
+        }
         let gateway_url = self.gateway_url(raw.gateway.url);
         let admin = self.admin(raw.admin);
         let consumer = self.consumer(raw.consumer);
@@ -536,6 +573,7 @@ impl Validator<'_> {
             storage,
             delivery,
             gateway_url,
+            gateway_tls,
             admin,
             consumer,
             keys,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper_openssl::client::legacy::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -126,8 +127,15 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
     let Some(url) = node.config.gateway_url.clone() else {
         return;
     };
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = match gateway_client(&node.config.gateway_tls) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                "cannot set up the connection to the gateway: {e}; nothing will be delivered"
+            );
+            return;
+        }
+    };
     // Ids being delivered. Finished ones are removed only at the start of an iteration, before the store
     // is read again: a read that began before a delivery was recorded must not send it a second time.
     let mut in_flight: HashSet<i64> = HashSet::new();
@@ -184,6 +192,31 @@ async fn push_loop(node: Arc<Node>, wake: Arc<Notify>, mut stop: watch::Receiver
     }
 }
 
+type GatewayClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// An HTTP(S) client for the gateway: TLS 1.2+, the configured (or the system's) roots, host names verified,
+/// and the client certificate when the gateway requires one.
+fn gateway_client(
+    tls: &crate::config::GatewayTls,
+) -> Result<GatewayClient, openssl::error::ErrorStack> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let mut ssl = SslConnector::builder(SslMethod::tls_client())?;
+    ssl.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    match &tls.ca_file {
+        Some(ca) => ssl.set_ca_file(ca)?,
+        None => ssl.set_default_verify_paths()?,
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        ssl.set_certificate_chain_file(cert)?;
+        ssl.set_private_key_file(key, SslFiletype::PEM)?;
+    }
+    let https = HttpsConnector::with_connector(http, ssl)?;
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
 /// What the gateway's answer to a SendResponse means for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -192,7 +225,7 @@ pub enum Verdict {
     Final(String),
 }
 
-async fn deliver(node: &Node, client: &Client<HttpConnector, Full<Bytes>>, url: &str, item: Due) {
+async fn deliver(node: &Node, client: &GatewayClient, url: &str, item: Due) {
     let opts = &node.config.delivery;
     let request = Request::post(url)
         .header("content-type", "text/xml; charset=utf-8")

@@ -165,3 +165,147 @@ async fn mtls_refuses_a_client_without_a_certificate_and_serves_one_with_a_trust
     .expect("a client certificate from the CA is accepted");
     assert_eq!(status, 200, "{body}");
 }
+
+/// A certificate for 127.0.0.1 (subjectAltName IP) issued by the test CA, written next to its key.
+fn localhost_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use openssl::x509::extension::SubjectAlternativeName;
+    let pki = test_pki();
+    let ca = openssl::x509::X509::from_pem(&std::fs::read(&pki.ca).expect("ca")).expect("ca");
+    let ca_key_path = pki.ca.parent().expect("pki dir").join("ca.key");
+    let ca_key =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(ca_key_path).expect("ca key"))
+            .expect("ca key");
+    let group =
+        openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).expect("group");
+    let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("ec"))
+        .expect("key");
+    let mut name = openssl::x509::X509NameBuilder::new().expect("name");
+    name.append_entry_by_nid(openssl::nid::Nid::COMMONNAME, "gateway.test")
+        .expect("cn");
+    let name = name.build();
+    let mut b = openssl::x509::X509::builder().expect("builder");
+    b.set_version(2).expect("v3");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(ca.subject_name()).expect("issuer");
+    let (nb, na) = (
+        openssl::asn1::Asn1Time::days_from_now(0).expect("t"),
+        openssl::asn1::Asn1Time::days_from_now(2).expect("t"),
+    );
+    b.set_not_before(&nb).expect("nb");
+    b.set_not_after(&na).expect("na");
+    b.set_pubkey(&key).expect("pub");
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(Some(&ca), None))
+        .expect("san");
+    b.append_extension(san).expect("san");
+    b.sign(&ca_key, openssl::hash::MessageDigest::sha256())
+        .expect("sign");
+    let (cert_path, key_path) = (dir.join("gw.crt"), dir.join("gw.key"));
+    std::fs::write(&cert_path, b.build().to_pem().expect("pem")).expect("write cert");
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
+    (cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_pushed_to_an_https_gateway_with_the_nodes_client_certificate() {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = localhost_certificate(dir.path());
+    let pki = test_pki();
+    let mut acceptor =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
+    acceptor.set_certificate_chain_file(&cert).expect("cert");
+    acceptor
+        .set_private_key_file(&key, SslFiletype::PEM)
+        .expect("key");
+    acceptor.set_ca_file(&pki.ca).expect("client ca");
+    acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    let acceptor = std::sync::Arc::new(acceptor.build());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                    return;
+                };
+                let Ok(mut tls) = tokio_openssl::SslStream::new(ssl, tcp) else {
+                    return;
+                };
+                if std::pin::Pin::new(&mut tls).accept().await.is_err() {
+                    return;
+                }
+                let client = tls
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|c| {
+                        c.subject_name()
+                            .entries()
+                            .next()
+                            .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+                    })
+                    .unwrap_or_default();
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (tx, client) = (tx.clone(), client.clone());
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send((client, String::from_utf8_lossy(&body).into_owned()));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                bytes::Bytes::from_static(common::gateway::OK_BODY.as_bytes()),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    let (_, client_key, client_cert) = pki
+        .parties
+        .iter()
+        .find(|p| p.0 == "AGENCY_C")
+        .expect("AGENCY_C")
+        .clone();
+    let extra = format!(
+        "[gateway]\nurl = \"https://127.0.0.1:{port}/ws\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n\n[delivery]\npoll_interval = \"50ms\"\n",
+        pki.ca.display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let node = TestNode::start_with("reply = \"async\"", "", &extra).await;
+    let id = new_message_id();
+    assert_eq!(
+        post_soap(
+            node.addr,
+            registration_request("1.3", &id, "4510", "123456")
+        )
+        .await
+        .status,
+        200
+    );
+    let (client, body) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("delivered over HTTPS in time")
+        .expect("a delivery");
+    assert_eq!(
+        client, "AGENCY_C",
+        "the node presented its client certificate"
+    );
+    assert!(
+        body.contains(&id) && body.contains("<r:LastName>Иванов</r:LastName>"),
+        "{body}"
+    );
+}
