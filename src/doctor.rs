@@ -134,7 +134,10 @@ pub fn run(explicit: Option<&Path>, report: &mut dyn FnMut(&Finding)) {
     }
     report(&check_data_dir(&config.data_dir));
     report(&check_disk(&config.data_dir));
-    report(&check_gateway(config.gateway_url.as_deref()));
+    report(&check_gateway(
+        config.gateway_url.as_deref(),
+        &config.gateway_tls,
+    ));
 }
 
 // ---- config and mappings ----------------------------------------------------------------------
@@ -730,7 +733,35 @@ pub fn gateway_address(url: &str) -> Result<(String, u16), GatewayAddressError> 
     Ok((host.to_string(), port))
 }
 
-fn check_gateway(url: Option<&str>) -> Finding {
+/// A TLS handshake as the node makes it to the gateway (roots, host name, client certificate): the version, or why not.
+fn tls_handshake(
+    stream: TcpStream,
+    host: &str,
+    tls: &crate::config::GatewayTls,
+) -> Result<String, String> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVersion};
+    let _ = stream.set_read_timeout(Some(GATEWAY_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(GATEWAY_TIMEOUT));
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))
+        .map_err(|e| e.to_string())?;
+    match &tls.ca_file {
+        Some(ca) => b
+            .set_ca_file(ca)
+            .map_err(|e| format!("gateway.ca_file: {e}"))?,
+        None => b.set_default_verify_paths().map_err(|e| e.to_string())?,
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        b.set_certificate_chain_file(cert)
+            .map_err(|e| format!("gateway.client_cert: {e}"))?;
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .map_err(|e| format!("gateway.client_key: {e}"))?;
+    }
+    let stream = b.build().connect(host, stream).map_err(|e| e.to_string())?;
+    Ok(stream.ssl().version_str().to_string())
+}
+
+fn check_gateway(url: Option<&str>, tls: &crate::config::GatewayTls) -> Finding {
     let subject = "gateway";
     let Some(url) = url else {
         return Finding::ok(
@@ -754,15 +785,25 @@ fn check_gateway(url: Option<&str>) -> Finding {
     let mut last_error = None;
     for addr in &addrs {
         match TcpStream::connect_timeout(addr, GATEWAY_TIMEOUT) {
-            Ok(_) => {
-                let tls = if url.starts_with("https://") {
-                    "; the TLS handshake is not checked yet (it comes with TLS support)"
-                } else {
-                    ""
+            Ok(stream) if url.starts_with("https://") => {
+                return match tls_handshake(stream, &host, tls) {
+                    Ok(version) => Finding::ok(
+                        subject,
+                        format!(
+                            "{url}: {host}:{port} ({addr}) completes a verified TLS handshake ({version})"
+                        ),
+                    ),
+                    Err(e) => Finding::fail(
+                        subject,
+                        format!("{url}: the TLS handshake with {host}:{port} fails: {e}"),
+                        "check gateway.ca_file (the gateway's CA), the gateway's host name, and gateway.client_cert/client_key if it requires mTLS",
+                    ),
                 };
+            }
+            Ok(_) => {
                 return Finding::ok(
                     subject,
-                    format!("{url}: {host}:{port} ({addr}) accepts TCP connections{tls}"),
+                    format!("{url}: {host}:{port} ({addr}) accepts TCP connections"),
                 );
             }
             Err(e) => last_error = Some(format!("{addr}: {e}")),

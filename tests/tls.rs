@@ -309,3 +309,65 @@ async fn answers_are_pushed_to_an_https_gateway_with_the_nodes_client_certificat
         "{body}"
     );
 }
+
+/// `doctor`'s gateway line for a config pointing at `url` with the test CA.
+fn doctor_gateway_line(url: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "{}\n[gateway]\nurl = \"{url}\"\nca_file = \"{}\"\n",
+        config_text(dir.path(), ""),
+        test_pki().ca.display()
+    );
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smev-adapter"))
+        .args(["doctor", "--config"])
+        .arg(&path)
+        .output()
+        .expect("doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|l| l.contains(" gateway:"))
+        .unwrap_or_else(|| panic!("no gateway line:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn doctor_checks_the_tls_handshake_with_an_https_gateway() {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = localhost_certificate(dir.path());
+    let mut acceptor =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
+    acceptor.set_certificate_chain_file(&cert).expect("cert");
+    acceptor
+        .set_private_key_file(&key, SslFiletype::PEM)
+        .expect("key");
+    let acceptor = acceptor.build();
+    let tls_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let tls_port = tls_listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in tls_listener.incoming().flatten() {
+            let _ = acceptor.accept(stream);
+        }
+    });
+    let plain_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let plain_port = plain_listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        // Accepts and closes: TCP works, TLS cannot.
+        for stream in plain_listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let good = doctor_gateway_line(&format!("https://127.0.0.1:{tls_port}/ws"));
+    assert!(
+        good.starts_with("OK") && good.contains("verified TLS handshake"),
+        "{good}"
+    );
+    let bad = doctor_gateway_line(&format!("https://127.0.0.1:{plain_port}/ws"));
+    assert!(
+        bad.starts_with("FAIL") && bad.contains("TLS handshake"),
+        "{bad}"
+    );
+}
