@@ -55,6 +55,13 @@ pub async fn serve(
     let _mapping_watch = Node::watch_mappings(&node)
         .inspect_err(|e| tracing::warn!("mappings will not reload on change: {e}"))
         .ok();
+    // A change made between loading the mappings and watching them would otherwise go unnoticed.
+    if _mapping_watch.is_some() {
+        let reload = node.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = reload.reload_mappings();
+        });
+    }
     let limits = node.config.limits.clone();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cpu = Arc::new(Semaphore::new(cores * 2));

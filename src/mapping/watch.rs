@@ -121,6 +121,22 @@ pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
 }
 
+/// Whether an event changes what a reload would read: files created, written, renamed or removed.
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match event.kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        // A file closed after writing: the surest sign an editor or a copy finished.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+        // Backends that cannot tell what happened: assume a change.
+        EventKind::Any => true,
+    }
+}
+
 /// Watches `dir` (recursively) and calls `on_change` once the folder has been quiet for [`DEBOUNCE`].
 pub fn watch(
     dir: &Path,
@@ -137,9 +153,15 @@ pub fn watch(
         .spawn(move || {
             // Ends when the watcher (and with it the sender) is dropped.
             while let Ok(first) = rx.recv() {
-                if let Err(e) = first {
-                    tracing::warn!(dir = %shown, "watching mappings: {e}");
-                    continue;
+                match first {
+                    Err(e) => {
+                        tracing::warn!(dir = %shown, "watching mappings: {e}");
+                        continue;
+                    }
+                    // Reading the files (a reload does) raises access events: they are no change,
+                    // and reacting to them would reload forever.
+                    Ok(event) if !is_change(&event) => continue,
+                    Ok(_) => {}
                 }
                 loop {
                     match rx.recv_timeout(DEBOUNCE) {
