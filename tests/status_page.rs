@@ -26,6 +26,10 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver leads its own process group: killing the group also ends the Chromium it started,
+        // which would otherwise outlive the test (also when the test panics).
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-9", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -71,8 +75,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("port")
             .port();
+        use std::os::unix::process::CommandExt;
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
