@@ -58,15 +58,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares without leaking where the first difference is.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 impl Admin {
     fn authorized(&self, req: &Request<Incoming>) -> bool {
         let bearer = req
@@ -85,8 +76,8 @@ impl Admin {
                     .strip_prefix(&format!("{COOKIE_NAME}="))
                     .map(str::to_string)
             });
-        bearer.is_some_and(|t| same(t, &self.token))
-            || cookie.is_some_and(|t| same(&t, &self.token))
+        bearer.is_some_and(|t| crate::trust::same_secret(t, &self.token))
+            || cookie.is_some_and(|t| crate::trust::same_secret(&t, &self.token))
     }
 }
 
@@ -164,7 +155,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Bod
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() == Method::GET && path == "/login" {
         return Ok(match query_param(&query, "token") {
-            Some(t) if same(t, &admin.token) => {
+            Some(t) if crate::trust::same_secret(t, &admin.token) => {
                 let mut r = redirect("/");
                 let cookie = format!("{COOKIE_NAME}={t}; HttpOnly; SameSite=Strict; Path=/");
                 if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -404,7 +395,7 @@ async fn retry(admin: &Arc<Admin>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let form = String::from_utf8_lossy(&body).into_owned();
-    if !form_value(&form, "csrf").is_some_and(|t| same(&t, &admin.csrf)) {
+    if !form_value(&form, "csrf").is_some_and(|t| crate::trust::same_secret(&t, &admin.csrf)) {
         return html(
             StatusCode::FORBIDDEN,
             page(
@@ -448,6 +439,10 @@ mod tests {
         );
         assert_eq!(form_value("csrf=ab&id=12", "id").as_deref(), Some("12"));
         assert_eq!(form_value("id=%zz", "id"), None);
-        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+        assert!(
+            crate::trust::same_secret("abc", "abc")
+                && !crate::trust::same_secret("abc", "abd")
+                && !crate::trust::same_secret("abc", "ab")
+        );
     }
 }

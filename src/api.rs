@@ -78,21 +78,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json_response(status, json!({ "error": message.into() }))
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let authorized = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same(t, &api.token));
+        .is_some_and(|t| crate::trust::same_secret(t, &api.token));
     if !authorized {
         return Ok(error(
             StatusCode::UNAUTHORIZED,

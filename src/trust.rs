@@ -131,6 +131,15 @@ impl Trust {
     }
 }
 
+/// Compares a presented token with the configured one without leaking where they first differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// A private key file must be readable by its owner only.
 pub fn check_private_permissions(path: &Path) -> Result<(), TrustError> {
     #[cfg(unix)]
