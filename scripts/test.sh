@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 #   libengine-gost-openssl: GOST signatures through OpenSSL's engine;
 #   libxml2-dev, libclang-dev: the `libxml` crate (XSD validation of mapping payloads) links libxml2 and
 #   generates its bindings with bindgen (libclang); the dsig benchmark compares c14n with libxml2's;
-#   chromium, chromium-driver: the status page is tested in a real headless browser.
-PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl libxml2-dev libclang-dev chromium chromium-driver)
+#   chromium, chromium-driver: the status page is tested in a real headless browser;
+#   openssl: the revocation tests issue CRLs with `openssl ca`.
+PACKAGES=(pkg-config libssl-dev xmlsec1 libengine-gost-openssl libxml2-dev libclang-dev chromium chromium-driver openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

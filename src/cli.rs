@@ -158,6 +158,15 @@ pub enum PkiCommand {
         #[arg(long, default_value = "AGENCY_B,AGENCY_C")]
         agencies: String,
     },
+    /// Revoke parties of a `pki init` folder: adds their certificates to DIR/ca.crl (created when
+    /// missing, earlier entries kept; valid 30 days), for `trust.crl`. Development and tests only.
+    Revoke {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Mnemonics whose certificates (DIR/<mnemonic>.crt) are revoked.
+        #[arg(value_name = "MNEMONIC", required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -318,6 +327,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             println!("Development only: these keys are not protected by any hardware or password.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki(PkiCommand::Revoke { dir, names }) => {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let crl = crate::revocation::pki_revoke(&dir, &names)?;
+            println!(
+                "revoked {}: CRL {} (put it in trust.crl)",
+                names.join(", "),
+                crl.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign {

@@ -27,7 +27,8 @@ pub struct Config {
     pub endpoint_path: String,
     /// The WSDL and XSD files served at `/ws?wsdl`.
     pub wsdl_dir: PathBuf,
-    /// HTTPS on the SOAP listener (TLS 1.2 and 1.3); `None` = plain HTTP.
+    /// HTTPS on the SOAP listener (TLS 1.2 and 1.3); `None` only when the config says
+    /// `server.plain_http = true` explicitly (loading refuses a config that says neither).
     pub tls: Option<TlsOptions>,
     pub limits: Limits,
     pub data_dir: PathBuf,
@@ -189,8 +190,15 @@ pub struct KeyPaths {
 #[derive(Debug, Clone)]
 pub struct TrustOptions {
     pub ca: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM or DER), each issued by one of the `ca` certificates.
+    pub crl: Vec<PathBuf>,
     pub sender_from: crate::trust::SenderFrom,
     pub senders: std::collections::HashMap<String, String>,
+    /// Who may poll (GetResponse, Ack, GetStatus); empty = any registered sender.
+    pub pollers: Vec<String>,
+    /// Accept GetResponse, Ack and GetStatus without a CallerInformationSystemSignature
+    /// (for gateways that do not sign polls). A signature that is present is still verified.
+    pub unsigned_polling: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +281,7 @@ struct RawServer {
     path: Option<String>,
     wsdl_dir: Option<String>,
     tls: Option<RawTls>,
+    plain_http: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -349,9 +358,15 @@ struct RawKeys {
 struct RawTrust {
     #[serde(default)]
     ca: Vec<String>,
+    #[serde(default)]
+    crl: Vec<String>,
     sender_from: Option<String>,
     #[serde(default)]
     senders: BTreeMap<String, String>,
+    #[serde(default)]
+    pollers: Vec<String>,
+    #[serde(default)]
+    unsigned_polling: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -465,6 +480,25 @@ impl Validator<'_> {
             .push(Problem::at_span(self.file, self.text, span, message));
     }
 
+    /// Plain HTTP is a decision an admin writes down, never a default: a node that forgot its
+    /// `[server.tls]` must not quietly take requests in the clear.
+    fn check_transport(&mut self, has_tls: bool, plain_http: Option<bool>) {
+        match (has_tls, plain_http) {
+            (true, Some(true)) => self.problem(
+                &["server", "plain_http"],
+                "server.plain_http = true contradicts [server.tls]: remove one of them".into(),
+            ),
+            (false, None | Some(false)) => self.problem(
+                &["server"],
+                "the SOAP listener needs [server.tls] (cert, key, optional client_ca), or \
+                 `plain_http = true` under [server] to serve plain HTTP on purpose \
+                 (development, or behind a TLS-terminating proxy)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -500,6 +534,7 @@ impl Validator<'_> {
             }
             tls
         });
+        self.check_transport(tls.is_some(), raw.server.plain_http);
         if !wsdl_dir.join(crate::server::WSDL_FILE).is_file() {
             let shown = wsdl_dir.display().to_string();
             self.problem(
@@ -791,19 +826,8 @@ impl Validator<'_> {
 
     fn trust(&mut self, raw: RawTrust) -> TrustOptions {
         use crate::trust::SenderFrom;
-        let ca: Vec<PathBuf> = raw.ca.iter().map(|p| self.resolve(p)).collect();
-        for (i, path) in ca.iter().enumerate() {
-            if !path.exists() {
-                let shown = path.display().to_string();
-                let span = crate::tomlfile::value_span(self.text, &["trust", "ca"]);
-                self.problems.push(Problem::at_span(
-                    self.file,
-                    self.text,
-                    span,
-                    format!("trust.ca[{i}] `{shown}` does not exist"),
-                ));
-            }
-        }
+        let ca = self.existing_files("ca", &raw.ca);
+        let crl = self.existing_files("crl", &raw.crl);
         let sender_from = match raw.sender_from.as_deref() {
             None | Some("cn") => SenderFrom::CommonName,
             Some("ogrn") => SenderFrom::Ogrn,
@@ -824,9 +848,30 @@ impl Validator<'_> {
             .collect();
         TrustOptions {
             ca,
+            crl,
             sender_from,
             senders,
+            pollers: raw.pollers,
+            unsigned_polling: raw.unsigned_polling,
         }
+    }
+
+    /// `trust.<key>`'s paths, resolved; each missing one is a problem at that key.
+    fn existing_files(&mut self, key: &str, paths: &[String]) -> Vec<PathBuf> {
+        let resolved: Vec<PathBuf> = paths.iter().map(|p| self.resolve(p)).collect();
+        for (i, path) in resolved.iter().enumerate() {
+            if !path.exists() {
+                let shown = path.display().to_string();
+                let span = crate::tomlfile::value_span(self.text, &["trust", key]);
+                self.problems.push(Problem::at_span(
+                    self.file,
+                    self.text,
+                    span,
+                    format!("trust.{key}[{i}] `{shown}` does not exist"),
+                ));
+            }
+        }
+        resolved
     }
 
     fn consumer(&mut self, raw: RawConsumer) -> ConsumerOptions {

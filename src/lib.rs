@@ -17,6 +17,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod node;
 pub mod provider;
+pub mod revocation;
 pub mod samples;
 pub mod server;
 pub mod soap;

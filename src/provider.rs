@@ -104,17 +104,32 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
     let operation = env.operation.name();
     let step = match env.operation {
         Operation::SendRequest(req) => receive_request(node, &doc, version, &req, body),
-        Operation::GetStatus(s) => Step::Reply(get_status(
-            node,
-            version,
-            s.message_id.as_ref().map(|m| m.as_str()),
-        )),
-        Operation::GetResponse(_) => Step::Lease { version },
-        Operation::Ack(a) => Step::Ack {
-            version,
-            response_message_id: a.message_id.to_string(),
-            accepted: a.accepted,
-        },
+        Operation::GetStatus(s) => {
+            if let Err(fault) = verify_poller(node, &doc, version, s.signed, s.caller_signature) {
+                return (operation, Step::Reply(fault.into()));
+            }
+            Step::Reply(get_status(
+                node,
+                version,
+                s.message_id.as_ref().map(|m| m.as_str()),
+            ))
+        }
+        Operation::GetResponse(g) => {
+            if let Err(fault) = verify_poller(node, &doc, version, g.selector, g.caller_signature) {
+                return (operation, Step::Reply(fault.into()));
+            }
+            Step::Lease { version }
+        }
+        Operation::Ack(a) => {
+            if let Err(fault) = verify_poller(node, &doc, version, a.target, a.caller_signature) {
+                return (operation, Step::Reply(fault.into()));
+            }
+            Step::Ack {
+                version,
+                response_message_id: a.message_id.to_string(),
+                accepted: a.accepted,
+            }
+        }
         Operation::SendResponse(r) => {
             use crate::soap::envelope::ResponseContent;
             if let Err(fault) =
@@ -346,6 +361,11 @@ fn verify_caller<'a, 'i>(
             "the signature carries no certificate".into(),
         ));
     };
+    // A revoked certificate needs the same remedy as an expired one: a new certificate from the CA.
+    node.trust
+        .revocations
+        .check(cert)
+        .map_err(|why| refuse(SignatureFaultCode::CertificateIsExpired, why))?;
     let subject = cert
         .subject_name()
         .entries()
@@ -368,6 +388,40 @@ fn verify_caller<'a, 'i>(
             ))
         }
     }
+}
+
+/// GetStatus, GetResponse and Ack: the CallerInformationSystemSignature over `target` must verify like
+/// any other (unless `trust.unsigned_polling` admits unsigned polls), and the signer must be one of
+/// `trust.pollers` when that list is set: whoever polls takes other parties' answers.
+fn verify_poller<'a, 'i>(
+    node: &Node,
+    doc: &'a Document<'i>,
+    version: Version,
+    target: roxmltree::Node<'a, 'i>,
+    signature: Option<roxmltree::Node<'a, 'i>>,
+) -> Result<(), Fault> {
+    let trust = &node.config.trust;
+    if signature.is_none() && trust.unsigned_polling {
+        return Ok(());
+    }
+    let signer = verify_caller(node, doc, version, target, signature).map_err(|mut fault| {
+        if signature.is_none() {
+            fault.message.push_str(
+                " (sign polls, or set trust.unsigned_polling = true for a gateway that does not)",
+            );
+        }
+        tracing::info!("a poll was refused: {}", fault.message);
+        fault
+    })?;
+    if !trust.pollers.is_empty() && !trust.pollers.contains(&signer.sender) {
+        tracing::info!(sender = %signer.sender, "a poll was refused: not in trust.pollers");
+        return Err(Fault::client(
+            version,
+            SmevFault::AccessDenied,
+            format!("{} may not poll this node (trust.pollers)", signer.sender),
+        ));
+    }
+    Ok(())
 }
 
 fn signature_fault_code(f: crate::dsig::SignatureFault) -> SignatureFaultCode {

@@ -78,7 +78,9 @@ pub async fn serve(
     let tls = match &shared.node.config.tls {
         Some(options) => Some(tls_acceptor(options)?),
         None => {
-            tracing::warn!("the SOAP listener speaks plain HTTP: set [server.tls] for production");
+            tracing::warn!(
+                "the SOAP listener speaks plain HTTP (server.plain_http = true): keep it on loopback or behind a TLS-terminating proxy"
+            );
             None
         }
     };

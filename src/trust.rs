@@ -15,6 +15,7 @@ use openssl::x509::{X509, X509NameBuilder};
 
 use crate::config::Config;
 use crate::dsig::{Crypto, SigningKey, TrustStore};
+use crate::revocation::Revocations;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -35,7 +36,9 @@ pub enum TrustError {
         what: String,
         source: std::io::Error,
     },
-    #[error("creating certificates: {0}")]
+    #[error("{0}")]
+    Crl(String),
+    #[error("certificates: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
 }
 
@@ -57,6 +60,8 @@ pub struct Trust {
     pub crypto: Crypto,
     pub key: SigningKey,
     pub store: TrustStore,
+    /// `trust.crl`: a verified signer listed there is refused.
+    pub revocations: Revocations,
     pub sender_from: SenderFrom,
     /// OGRN / SNILS / fingerprint → mnemonic.
     pub senders: HashMap<String, String>,
@@ -81,10 +86,20 @@ impl Trust {
             return Err(TrustError::NoTrustStore);
         }
         let store = TrustStore::from_files(&config.trust.ca, crypto)?;
+        let revocations = if config.trust.crl.is_empty() {
+            Revocations::default()
+        } else {
+            let mut anchors = Vec::new();
+            for path in &config.trust.ca {
+                anchors.extend(crate::dsig::load_certificates(path)?);
+            }
+            Revocations::load(&config.trust.crl, &anchors)?
+        };
         Ok(Trust {
             crypto,
             key,
             store,
+            revocations,
             sender_from: config.trust.sender_from.clone(),
             senders: config.trust.senders.clone(),
         })

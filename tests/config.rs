@@ -15,6 +15,40 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// The smallest valid config: a mnemonic, and plain HTTP chosen explicitly.
+const MINIMAL: &str = "[node]\nmnemonic = \"A\"\n[server]\nplain_http = true\n";
+
+#[test]
+fn plain_http_must_be_chosen_explicitly() {
+    let err = parse("[node]\nmnemonic = \"A\"\n", &no_env).unwrap_err();
+    assert!(
+        err.contains("needs [server.tls]") && err.contains("plain_http = true"),
+        "{err}"
+    );
+    let err = parse(
+        "[node]\nmnemonic = \"A\"\n[server]\nplain_http = false\n",
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(err.contains("needs [server.tls]"), "{err}");
+    let c = parse(MINIMAL, &no_env).expect("valid");
+    assert!(c.tls.is_none());
+}
+
+#[test]
+fn plain_http_next_to_tls_is_a_contradiction_reported_at_its_line() {
+    let cert = common::repo().join("samples/pki/ca.crt");
+    let text = format!(
+        "[node]\nmnemonic = \"A\"\n[server]\nplain_http = true\n[server.tls]\ncert = \"{c}\"\nkey = \"{c}\"\n",
+        c = cert.display()
+    );
+    let err = parse(&text, &no_env).unwrap_err();
+    assert!(
+        err.contains("adapter.toml:4:") && err.contains("contradicts [server.tls]"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_bundled_config_loads_with_documented_defaults() {
     let text = std::fs::read_to_string(common::repo().join("adapter.toml")).expect("adapter.toml");
@@ -28,7 +62,7 @@ fn the_bundled_config_loads_with_documented_defaults() {
 
 #[test]
 fn a_minimal_config_gets_defaults() {
-    let c = parse("[node]\nmnemonic = \"A\"\n", &no_env).expect("valid");
+    let c = parse(MINIMAL, &no_env).expect("valid");
     assert_eq!(c.listen.to_string(), "127.0.0.1:7575");
     assert_eq!(c.endpoint_path, "/ws");
     assert_eq!(c.limits.max_body_bytes, 10 * 1024 * 1024);
@@ -44,7 +78,7 @@ fn environment_overrides_listen_and_data_dir() {
         _ => None,
     };
     let c = parse(
-        "[node]\nmnemonic = \"A\"\n[server]\nlisten = \"127.0.0.1:1\"\n",
+        "[node]\nmnemonic = \"A\"\n[server]\nlisten = \"127.0.0.1:1\"\nplain_http = true\n",
         &env,
     )
     .expect("valid");
@@ -108,7 +142,7 @@ fn unknown_keys_and_wrong_types_name_key_and_line() {
 #[test]
 fn postgres_datasources_get_defaults_and_each_bad_value_is_reported_at_its_line() {
     use smev_adapter::config::{DatasourceConfig, PgTls};
-    let good = "[node]\nmnemonic = \"A\"\n[datasources.registry]\nkind = \"postgres\"\nurl = \"postgresql://app@db.local:5433/registry\"\n";
+    let good = "[node]\nmnemonic = \"A\"\n[server]\nplain_http = true\n[datasources.registry]\nkind = \"postgres\"\nurl = \"postgresql://app@db.local:5433/registry\"\n";
     let c = parse(good, &no_env).expect("valid");
     match c.datasources.get("registry") {
         Some(DatasourceConfig::Postgres(pg)) => {

@@ -10,7 +10,6 @@ use common::*;
 use serde_json::Value;
 
 const TOKEN: &str = "consumer-api-token-0123456789";
-const BASIC_13: &str = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3";
 const PAYLOAD: &str = r#"<r:RegistrationRequest xmlns:r="urn://example.gov/registration/1.0"><r:Series>4510</r:Series><r:Number>123456</r:Number></r:RegistrationRequest>"#;
 
 struct Consumer {

@@ -9,8 +9,6 @@ use common::gateway::{self, FakeGateway};
 use common::*;
 use smev_adapter::storage::Status;
 
-const BASIC_13: &str = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3";
-
 fn async_extra(gateway_url: &str, delivery: &str) -> String {
     format!(
         "[gateway]\nurl = \"{gateway_url}\"\n\n[delivery]\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\npoll_interval = \"50ms\"\n{delivery}\n"
@@ -273,9 +271,7 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
     );
     wait_status(&node, &id, Status::ResponseReady, 10).await;
 
-    let get = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetResponseRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageTypeSelector><b:Timestamp>2026-12-04T10:00:00Z</b:Timestamp></b:MessageTypeSelector></ns:GetResponseRequest></soap:Body></soap:Envelope>"#
-    );
+    let get = get_response_request("AGENCY_B");
     let first = post_soap(node.addr, get.clone()).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let doc = first.doc();
@@ -308,9 +304,7 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
         "an unacknowledged answer is offered again after the visibility timeout"
     );
 
-    let ack = format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:AckRequest xmlns:ns="{TYPES_13}"><ns:AckTargetMessage accepted="true">{response_id}</ns:AckTargetMessage></ns:AckRequest></soap:Body></soap:Envelope>"#
-    );
+    let ack = ack_request("AGENCY_B", &response_id);
     let acked = post_soap(node.addr, ack.clone()).await;
     assert_eq!(acked.status, 200, "{}", acked.body);
     assert!(acked.body.contains("AckResponse"));
@@ -324,7 +318,7 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
         "nothing left after the Ack"
     );
 
-    let unknown = ack.replace(&response_id, &new_message_id());
+    let unknown = ack_request("AGENCY_B", &new_message_id());
     let answer = post_soap(node.addr, unknown).await;
     assert_eq!(answer.status, 500);
     assert!(
@@ -347,11 +341,7 @@ async fn get_status_reports_the_stored_status_or_does_not_exist() {
         .status,
         200
     );
-    let ask = |mid: &str| {
-        format!(
-            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetStatusRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageReference>{mid}</b:MessageReference></ns:GetStatusRequest></soap:Body></soap:Envelope>"#
-        )
-    };
+    let ask = |mid: &str| get_status_request("AGENCY_B", mid);
     let known = post_soap(node.addr, ask(&id)).await;
     let doc = known.doc();
     assert_eq!(

@@ -445,6 +445,7 @@ reply = "{reply}"
 
 [server]
 listen = "127.0.0.1:{port}"
+plain_http = true
 wsdl_dir = "{r}/wsdl"
 
 [storage]

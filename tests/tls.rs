@@ -22,15 +22,17 @@ async fn tls_node(mtls: bool) -> TestNode {
         String::new()
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = config_text(dir.path(), "").replacen(
-        "[limits]",
-        &format!(
-            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{client_ca}\n[limits]",
-            cert.display(),
-            key.display()
-        ),
-        1,
-    );
+    let text = config_text(dir.path(), "")
+        .replacen("plain_http = true\n", "", 1)
+        .replacen(
+            "[limits]",
+            &format!(
+                "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{client_ca}\n[limits]",
+                cert.display(),
+                key.display()
+            ),
+            1,
+        );
     let path = dir.path().join("adapter.toml");
     std::fs::write(&path, &text).expect("write");
     TestNode::start_with_config(dir, &path).await

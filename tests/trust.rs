@@ -108,9 +108,8 @@ async fn a_signature_over_another_element_is_an_incorrect_target() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_certificate_is_refused_as_expired() {
-    let node = TestNode::start().await;
+/// AGENCY_B's signing key with a certificate from the test CA valid between the two Unix times.
+fn agency_b_valid_between(not_before: i64, not_after: i64) -> smev_adapter::dsig::SigningKey {
     let pki = test_pki();
     let ca_dir = pki.ca.parent().expect("pki dir");
     let ca = X509::from_pem(&std::fs::read(&pki.ca).expect("ca")).expect("ca cert");
@@ -132,36 +131,153 @@ async fn an_expired_certificate_is_refused_as_expired() {
     b.set_version(2).expect("v3");
     b.set_subject_name(&name).expect("subject");
     b.set_issuer_name(ca.subject_name()).expect("issuer");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs() as i64;
-    b.set_not_before(&Asn1Time::from_unix(now - 30 * 86_400).expect("t"))
+    b.set_not_before(&Asn1Time::from_unix(not_before).expect("t"))
         .expect("nb");
-    b.set_not_after(&Asn1Time::from_unix(now - 86_400).expect("t"))
+    b.set_not_after(&Asn1Time::from_unix(not_after).expect("t"))
         .expect("na");
     b.set_pubkey(&key).expect("pub");
     b.sign(&ca_key, MessageDigest::sha256()).expect("sign cert");
     let cert = b.build();
     let crypto = smev_adapter::dsig::Crypto::load();
     let alg = smev_adapter::dsig::SignatureAlg::default_for(&key).expect("alg");
-    let signer = smev_adapter::dsig::SigningKey::new(key, &cert, alg, crypto).expect("signing key");
+    smev_adapter::dsig::SigningKey::new(key, &cert, alg, crypto).expect("signing key")
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64
+}
+
+/// A registration request signed with `signer` (any key, any certificate).
+fn request_signed_with(signer: &smev_adapter::dsig::SigningKey) -> String {
     let unsigned = unsigned_registration_request("1.3", &new_message_id(), "4510", "123456");
-    let limits = smev_adapter::config::XmlLimits::default();
-    let signed = smev_adapter::dsig::sign_message(
+    smev_adapter::dsig::sign_message(
         &unsigned,
-        &limits,
+        &smev_adapter::config::XmlLimits::default(),
         "SIGNED_BY_CONSUMER",
         (TYPES_13, "CallerInformationSystemSignature"),
-        &signer,
+        signer,
     )
-    .expect("sign");
-    let answer = post_soap(node.addr, signed).await;
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_certificates_are_refused_as_expired() {
+    let node = TestNode::start().await;
+    let now = unix_now();
+    for (what, signer) in [
+        (
+            "expired",
+            agency_b_valid_between(now - 30 * 86_400, now - 86_400),
+        ),
+        (
+            "not yet valid",
+            agency_b_valid_between(now + 86_400, now + 30 * 86_400),
+        ),
+    ] {
+        let answer = post_soap(node.addr, request_signed_with(&signer)).await;
+        assert_eq!(
+            signature_reason(&answer),
+            "CertificateIsExpired",
+            "{what}: {}",
+            answer.body
+        );
+    }
+    assert!(
+        node.node
+            .store
+            .list(None, false, 10)
+            .expect("list")
+            .is_empty(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_with_the_reason_and_others_still_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki_dir = dir.path().join("pki");
+    let pki = smev_adapter::trust::pki_init(&pki_dir, "TEST_NODE", &["AGENCY_B", "AGENCY_C"])
+        .expect("pki");
+    let crl = smev_adapter::revocation::pki_revoke(&pki_dir, &["AGENCY_C"]).expect("revoke");
+    // Trust only this PKI's CA, with its CRL.
+    let text = config_text(dir.path(), "")
+        .lines()
+        .map(|line| {
+            if line.starts_with("ca = ") {
+                format!(
+                    "ca = [\"{}\"]\ncrl = [\"{}\"]",
+                    pki.ca.display(),
+                    crl.display()
+                )
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, &text).expect("write");
+    let node = TestNode::start_with_config(dir, &path).await;
+    let key = |name: &str| {
+        let (_, key, cert) = pki
+            .parties
+            .iter()
+            .find(|p| p.0 == name)
+            .expect("party")
+            .clone();
+        smev_adapter::dsig::SigningKey::from_files(
+            &key,
+            Some(&cert),
+            None,
+            None,
+            smev_adapter::dsig::Crypto::load(),
+        )
+        .expect("key")
+    };
+    let revoked = post_soap(node.addr, request_signed_with(&key("AGENCY_C"))).await;
+    assert_eq!(revoked.status, 500, "{}", revoked.body);
     assert_eq!(
-        signature_reason(&answer),
+        signature_reason(&revoked),
         "CertificateIsExpired",
         "{}",
-        answer.body
+        revoked.body
+    );
+    assert!(
+        revoked.body.contains("revoked since") && revoked.body.contains("ca.crl"),
+        "the fault says why: {}",
+        revoked.body
+    );
+    let fine = post_soap(node.addr, request_signed_with(&key("AGENCY_B"))).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    assert_eq!(
+        node.node.store.list(None, false, 10).expect("list").len(),
+        1,
+        "only the unrevoked sender's request is stored"
+    );
+}
+
+#[test]
+fn a_crl_not_issued_by_a_trusted_ca_stops_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other");
+    smev_adapter::trust::pki_init(&other, "X", &["Y"]).expect("other pki");
+    let crl = smev_adapter::revocation::pki_revoke(&other, &["Y"]).expect("revoke");
+    let text = config_text(dir.path(), "").replace(
+        "[trust]\n",
+        &format!("[trust]\ncrl = [\"{}\"]\n", crl.display()),
+    );
+    let path = dir.path().join("adapter.toml");
+    let config = smev_adapter::config::Config::parse(&path, &text, &|_| None).expect("config");
+    let err = match smev_adapter::node::Node::start(config) {
+        Ok(_) => panic!("a foreign CRL must stop the node"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("not signed by any certificate in trust.ca"),
+        "{err}"
     );
 }
 
@@ -485,4 +601,65 @@ async fn a_request_signed_by_xmlsec1_is_accepted_end_to_end() {
     let answer = post_soap(node.addr, out.stdout).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(text_of(&answer.doc(), REG_NS, "LastName"), Some("Иванов"));
+}
+
+#[tokio::test]
+async fn polls_are_verified_and_only_configured_pollers_may_take_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        config_text(dir.path(), "").replace("[trust]\n", "[trust]\npollers = [\"AGENCY_C\"]\n");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, &text).expect("write");
+    let node = TestNode::start_with_config(dir, &path).await;
+
+    let unsigned = post_soap(node.addr, unsigned_get_response_request()).await;
+    assert_eq!(signature_reason(&unsigned), "NoSignatureFound");
+    assert!(
+        unsigned.body.contains("trust.unsigned_polling"),
+        "the fault names the setting: {}",
+        unsigned.body
+    );
+    let tampered = get_response_request("AGENCY_C").replace("2026-12-04T10", "2026-12-05T10");
+    assert_eq!(
+        signature_reason(&post_soap(node.addr, tampered).await),
+        "SignatureIsInvalid"
+    );
+    let outsider = post_soap(node.addr, get_response_request("AGENCY_B")).await;
+    assert_eq!(outsider.status, 500);
+    assert_eq!(
+        fault_names(&outsider),
+        ["AccessDenied"],
+        "{}",
+        outsider.body
+    );
+    let status = post_soap(node.addr, get_status_request("AGENCY_B", &new_message_id())).await;
+    assert_eq!(fault_names(&status), ["AccessDenied"], "{}", status.body);
+    let ack = post_soap(node.addr, ack_request("AGENCY_B", &new_message_id())).await;
+    assert_eq!(fault_names(&ack), ["AccessDenied"], "{}", ack.body);
+
+    let poller = post_soap(node.addr, get_response_request("AGENCY_C")).await;
+    assert_eq!(poller.status, 200, "{}", poller.body);
+    assert!(
+        poller.body.contains("GetResponseResponse"),
+        "{}",
+        poller.body
+    );
+}
+
+#[tokio::test]
+async fn unsigned_polls_pass_only_when_the_config_allows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text =
+        config_text(dir.path(), "").replace("[trust]\n", "[trust]\nunsigned_polling = true\n");
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, &text).expect("write");
+    let node = TestNode::start_with_config(dir, &path).await;
+    let unsigned = post_soap(node.addr, unsigned_get_response_request()).await;
+    assert_eq!(unsigned.status, 200, "{}", unsigned.body);
+    // A signature that is there is still checked.
+    let tampered = get_response_request("AGENCY_B").replace("2026-12-04T10", "2026-12-05T10");
+    assert_eq!(
+        signature_reason(&post_soap(node.addr, tampered).await),
+        "SignatureIsInvalid"
+    );
 }

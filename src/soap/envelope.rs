@@ -99,6 +99,8 @@ pub struct GetStatus<'a, 'i> {
     /// The message asked about; absent in the gateway's Timestamp-only form.
     pub message_id: Option<MessageId>,
     pub timestamp: Option<&'a str>,
+    /// The element the caller's signature covers: MessageReference, else Timestamp.
+    pub signed: Node<'a, 'i>,
     pub caller_signature: Option<Node<'a, 'i>>,
 }
 
@@ -492,13 +494,14 @@ impl<'a, 'i> Cx<'a, 'i> {
         let timestamp = Self::optional(op, OP, "Timestamp", |n| {
             Self::is_basic(n, "Timestamp") || self.is_types(n, "Timestamp")
         })?;
-        if reference.is_none() && timestamp.is_none() {
+        let Some(signed) = reference.or(timestamp) else {
             return Err(EnvelopeError::Missing {
                 parent: OP,
                 element: "MessageReference or Timestamp",
             });
-        }
+        };
         Ok(GetStatus {
+            signed,
             message_id: reference.map(|r| self.message_id(r)).transpose()?,
             timestamp: timestamp.map(|n| n.text().unwrap_or("").trim()),
             caller_signature: self.caller_signature(op, OP)?,
@@ -537,12 +540,14 @@ impl<'a, 'i> Cx<'a, 'i> {
 
     fn ack(&self, op: Node<'a, 'i>) -> Result<Ack<'a, 'i>> {
         const OP: &str = "AckRequest";
-        let target =
-            self.types_child(op, OP, "AckTargetMessage")?
-                .ok_or(EnvelopeError::Missing {
-                    parent: OP,
-                    element: "AckTargetMessage",
-                })?;
+        // basic:AckTargetMessage in the node's WSDL; a types-namespace one is accepted too.
+        let target = Self::optional(op, OP, "AckTargetMessage", |n| {
+            Self::is_basic(n, "AckTargetMessage") || self.is_types(n, "AckTargetMessage")
+        })?
+        .ok_or(EnvelopeError::Missing {
+            parent: OP,
+            element: "AckTargetMessage",
+        })?;
         let accepted = match target.attribute("accepted").map(str::trim) {
             None | Some("true") | Some("1") => true,
             Some("false") | Some("0") => false,

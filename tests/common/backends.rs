@@ -185,7 +185,7 @@ pub fn workspace(datasources: &str, mappings: &[(&str, &str)]) -> (tempfile::Tem
     }
     let repo = super::repo();
     let config = format!(
-        "[node]\nmnemonic = \"TEST_NODE\"\nreply = \"sync\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nwsdl_dir = \"{}/wsdl\"\n\n[storage]\ndata_dir = \"{}/data\"\n\n[mappings]\ndir = \"mappings\"\n\n{datasources}",
+        "[node]\nmnemonic = \"TEST_NODE\"\nreply = \"sync\"\n\n[server]\nlisten = \"127.0.0.1:0\"\nplain_http = true\nwsdl_dir = \"{}/wsdl\"\n\n[storage]\ndata_dir = \"{}/data\"\n\n[mappings]\ndir = \"mappings\"\n\n{datasources}",
         repo.display(),
         dir.path().display()
     );

@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TYPES_13: &str = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.3";
+pub const BASIC_13: &str =
+    "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/1.3";
 pub const FAULTS_13: &str =
     "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.3";
 pub const REG_NS: &str = "urn://example.gov/registration/1.0";
@@ -48,6 +50,7 @@ mnemonic = "TEST_NODE"
 [server]
 listen = "127.0.0.1:0"
 wsdl_dir = "{r}/wsdl"
+plain_http = true
 
 [limits]
 shutdown_grace = "10s"
@@ -289,6 +292,40 @@ pub fn unsigned_registration_request(
 ) -> String {
     format!(
         r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:SendRequestRequest xmlns:ns="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/{version}" xmlns:basic="urn://x-artefacts-smev-gov-ru/services/message-exchange/types/basic/{version}"><ns:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"><ns:MessageID>{message_id}</ns:MessageID><basic:MessagePrimaryContent><r:RegistrationRequest xmlns:r="urn://example.gov/registration/1.0"><r:Series>{series}</r:Series><r:Number>{number}</r:Number></r:RegistrationRequest></basic:MessagePrimaryContent></ns:SenderProvidedRequestData><ns:CallerInformationSystemSignature/></ns:SendRequestRequest></soap:Body></soap:Envelope>"#
+    )
+}
+
+/// A GetResponseRequest (pull), its MessageTypeSelector signed by `signer`.
+pub fn get_response_request(signer: &str) -> String {
+    sign_as(signer, &unsigned_get_response_request(), "POLL")
+}
+
+/// A GetResponseRequest with an empty signature holder.
+pub fn unsigned_get_response_request() -> String {
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetResponseRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageTypeSelector Id="POLL"><b:Timestamp>2026-12-04T10:00:00Z</b:Timestamp></b:MessageTypeSelector><ns:CallerInformationSystemSignature/></ns:GetResponseRequest></soap:Body></soap:Envelope>"#
+    )
+}
+
+/// An AckRequest for `response_id`, its AckTargetMessage signed by `signer`.
+pub fn ack_request(signer: &str, response_id: &str) -> String {
+    sign_as(
+        signer,
+        &format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:AckRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:AckTargetMessage Id="POLL" accepted="true">{response_id}</b:AckTargetMessage><ns:CallerInformationSystemSignature/></ns:AckRequest></soap:Body></soap:Envelope>"#
+        ),
+        "POLL",
+    )
+}
+
+/// A GetStatusRequest for `message_id`, its MessageReference signed by `signer`.
+pub fn get_status_request(signer: &str, message_id: &str) -> String {
+    sign_as(
+        signer,
+        &format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetStatusRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageReference Id="POLL">{message_id}</b:MessageReference><ns:CallerInformationSystemSignature/></ns:GetStatusRequest></soap:Body></soap:Envelope>"#
+        ),
+        "POLL",
     )
 }
 
