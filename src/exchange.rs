@@ -110,12 +110,20 @@ async fn decide_and_store(
             version,
             to,
             response_message_id,
+            sender,
+            signed_by,
             kind,
             body,
         } => {
             let recorded = node
                 .store
-                .record_answer(to.clone(), response_message_id.clone(), kind, body.clone())
+                .record_answer(
+                    to.clone(),
+                    response_message_id.clone(),
+                    kind,
+                    body.clone(),
+                    signed_by,
+                )
                 .await;
             match recorded {
                 Ok(AnswerRecorded::Unmatched) => {
@@ -137,7 +145,7 @@ async fn decide_and_store(
                     {
                         hand_back_to_folder(node, *message, &to, &response_message_id, &body).await;
                     }
-                    answer_ack(node, version, &response_message_id)
+                    answer_ack(node, version, &response_message_id, &sender)
                 }
                 Err(e) => provider::store_fault(version, &e),
             }
@@ -147,14 +155,14 @@ async fn decide_and_store(
 }
 
 /// `SendResponseResponse`: the answer is stored.
-fn answer_ack(node: &Node, version: Version, response_message_id: &str) -> Reply {
+fn answer_ack(node: &Node, version: Version, response_message_id: &str, sender: &str) -> Reply {
     let now = storage::rfc3339(storage::now_millis());
     let metadata = Metadata {
         message_id: response_message_id,
         message_type: "RESPONSE",
         sender: Participant {
-            mnemonic: provider::UNVERIFIED_SENDER,
-            name: "the answering system",
+            mnemonic: sender,
+            name: "identified by its signature",
         },
         recipient: Participant {
             mnemonic: &node.config.node.mnemonic,
@@ -241,8 +249,8 @@ async fn lease(node: &Arc<Node>, version: Version) -> Reply {
             name: &node.config.node.name,
         },
         recipient: Participant {
-            mnemonic: provider::UNVERIFIED_SENDER,
-            name: "the requesting system",
+            mnemonic: &leased.sender,
+            name: "identified by its signature",
         },
         sending_timestamp: &now,
         delivery_timestamp: &now,

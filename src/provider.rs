@@ -14,9 +14,6 @@ use crate::soap::{EnvelopeError, Fault, FaultCode, SignatureFaultCode, SmevFault
 use crate::storage::{self, Existing, NewIncoming, Status, StoredAnswer};
 use crate::xml::{self, XmlError};
 
-/// The sender of a request until signatures identify it: every request is keyed under this name.
-pub const UNVERIFIED_SENDER: &str = "UNVERIFIED";
-
 /// An HTTP answer body with its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -76,6 +73,9 @@ pub enum Step {
         version: Version,
         to: String,
         response_message_id: String,
+        /// The verified signer's mnemonic, and who signed with what (for the history).
+        sender: String,
+        signed_by: String,
         kind: crate::storage::outbox::AnswerKind,
         body: Vec<u8>,
     },
@@ -132,12 +132,19 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
         }
         Operation::SendResponse(r) => {
             use crate::soap::envelope::ResponseContent;
-            if let Err(fault) =
-                verify_caller(node, &doc, version, r.response_data, r.caller_signature)
-            {
-                tracing::info!(message_id = %r.to, "an answer was refused: {}", fault.message);
-                return (operation, Step::Reply(fault.into()));
-            }
+            let signer = match verify_caller(
+                node,
+                &doc,
+                version,
+                r.response_data,
+                r.caller_signature,
+            ) {
+                Ok(signer) => signer,
+                Err(fault) => {
+                    tracing::info!(message_id = %r.to, "an answer was refused: {}", fault.message);
+                    return (operation, Step::Reply(fault.into()));
+                }
+            };
             use crate::storage::outbox::AnswerKind;
             let kind = match r.content {
                 ResponseContent::Primary(_) => AnswerKind::Data,
@@ -150,6 +157,8 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
                 version,
                 to: r.to.to_string(),
                 response_message_id: r.message_id.to_string(),
+                signed_by: signer.summary(),
+                sender: signer.sender,
                 kind,
                 body: body.to_vec(),
             }
@@ -305,7 +314,6 @@ struct Signer {
 impl Signer {
     /// The audit line for the accepted request, with the PersonalSignature's result when there is one.
     fn detail(&self, node: &Node, doc: &Document<'_>, req: &SendRequest<'_, '_>) -> String {
-        let weak = if self.weak { " (weak: SHA-1)" } else { "" };
         let personal = match req.personal_signature.and_then(|s| s.parent_element()) {
             None => String::new(),
             Some(holder) => {
@@ -315,8 +323,14 @@ impl Signer {
                 }
             }
         };
+        format!("{}{personal}", self.summary())
+    }
+
+    /// "from SENDER (subject), signature verified with ALG".
+    fn summary(&self) -> String {
+        let weak = if self.weak { " (weak: SHA-1)" } else { "" };
         format!(
-            "from {} ({}), signature verified with {}{weak}{personal}",
+            "from {} ({}), signature verified with {}{weak}",
             self.sender, self.subject, self.algorithm
         )
     }

@@ -145,6 +145,18 @@ async fn cli_send_wait_delivers_the_request_and_prints_the_answer() {
     let ack = post_soap(c.node.addr, relay(&id, ANSWER)).await;
     assert_eq!(ack.status, 200, "{}", ack.body);
     assert!(ack.body.contains("SendResponseResponse"));
+    let ack_doc = ack.doc();
+    let answered_by = ack_doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "Sender")
+        .and_then(|s| s.children().find(|n| n.tag_name().name() == "Mnemonic"))
+        .and_then(|n| n.text());
+    assert_eq!(
+        answered_by,
+        Some("AGENCY_B"),
+        "the acknowledgement names the verified signer: {}",
+        ack.body
+    );
 
     let out = cli.join().expect("cli thread");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -172,6 +184,13 @@ async fn cli_send_wait_delivers_the_request_and_prints_the_answer() {
     assert_eq!(
         statuses,
         vec!["QUEUED", "WAITING_FOR_RETRY", "SENT", "ANSWERED"]
+    );
+    let answered = &view.history[3].2;
+    assert!(
+        answered
+            .as_deref()
+            .is_some_and(|d| d.contains("from AGENCY_B") && d.contains("signature verified")),
+        "the history records who signed the answer: {answered:?}"
     );
 }
 

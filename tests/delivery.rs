@@ -280,6 +280,16 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
         Some(id.as_str())
     );
     assert_eq!(text_of(&doc, REG_NS, "LastName"), Some("Иванов"));
+    let recipient = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "Recipient")
+        .and_then(|s| s.children().find(|n| n.tag_name().name() == "Mnemonic"))
+        .and_then(|n| n.text());
+    assert_eq!(
+        recipient,
+        Some("AGENCY_B"),
+        "the answer goes to the request's verified signer"
+    );
     let response_id = doc
         .descendants()
         .find(|n| n.has_tag_name((TYPES_13, "SenderProvidedResponseData")))

@@ -437,7 +437,8 @@ impl Gateway {
         let responder = match from {
             Some(f) if self.config.nodes.contains_key(f) => f.to_string(),
             _ if sent.recipients.len() == 1 => sent.recipients[0].clone(),
-            _ => crate::provider::UNVERIFIED_SENDER.to_string(),
+            // Fan-out without a From header: which recipient answered is not known here.
+            _ => "UNKNOWN_RESPONDER".to_string(),
         };
         let response_id = resp.message_id.as_str();
         let fresh = self

@@ -150,6 +150,8 @@ pub struct Due {
 pub struct Leased {
     pub id: i64,
     pub original_message_id: String,
+    /// Who sent the request (its verified signer's mnemonic): the answer's recipient.
+    pub sender: String,
     pub response: Vec<u8>,
 }
 
@@ -371,12 +373,12 @@ impl Store {
                 let now = now_millis();
                 let leased = c
                     .prepare_cached(
-                        "SELECT id, message_id, response FROM message
+                        "SELECT id, message_id, response, sender FROM message
                           WHERE direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY')
                             AND response IS NOT NULL AND coalesce(leased_until, 0) <= ?1
                           ORDER BY id LIMIT 1",
                     )?
-                    .query_row(params![now], |r| Ok(Leased { id: r.get(0)?, original_message_id: r.get(1)?, response: r.get(2)? }))
+                    .query_row(params![now], |r| Ok(Leased { id: r.get(0)?, original_message_id: r.get(1)?, response: r.get(2)?, sender: r.get(3)? }))
                     .optional()?;
                 if let Some(l) = &leased {
                     let until = now + visibility.as_millis() as i64;

@@ -124,6 +124,7 @@ fn record(
     response_message_id: &str,
     kind: AnswerKind,
     body: &[u8],
+    signer: &str,
 ) -> rusqlite::Result<AnswerRecorded> {
     let found: Option<(i64, Option<String>, Option<String>)> = c
         .prepare_cached("SELECT id, channel, channel_ref FROM message WHERE direction = 'outgoing' AND message_id = ?1")?
@@ -153,15 +154,15 @@ fn record(
     let (status, detail) = match kind {
         AnswerKind::Data => (
             Status::Answered,
-            format!("answer {response_message_id} received"),
+            format!("answer {response_message_id} received {signer}"),
         ),
         AnswerKind::Rejected => (
             Status::Rejected,
-            format!("rejection {response_message_id} received"),
+            format!("rejection {response_message_id} received {signer}"),
         ),
         AnswerKind::Status => (
             Status::Sent,
-            format!("status notice {response_message_id} received"),
+            format!("status notice {response_message_id} received {signer}"),
         ),
     };
     c.prepare_cached("UPDATE message SET status = ?2, updated_at = ?3 WHERE id = ?1")?
@@ -186,15 +187,17 @@ impl Store {
     }
 
     /// Records an answer addressed `to` one of this node's requests; a repeat changes nothing.
+    /// `signer` says who signed it and how it was verified (for the message's history).
     pub async fn record_answer(
         &self,
         to: String,
         response_message_id: String,
         kind: AnswerKind,
         body: Vec<u8>,
+        signer: String,
     ) -> Result<AnswerRecorded, StoreError> {
         self.writer()
-            .write(move |c| record(c, &to, &response_message_id, kind, &body))
+            .write(move |c| record(c, &to, &response_message_id, kind, &body, &signer))
             .await
     }
 
