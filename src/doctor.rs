@@ -128,6 +128,9 @@ pub fn run(explicit: Option<&Path>, report: &mut dyn FnMut(&Finding)) {
     check_mappings(&config, report);
     check_keys(&config, report);
     report(&check_trust_store(&config));
+    for finding in check_revocation_lists(&config) {
+        report(&finding);
+    }
     report(&check_gost());
     for finding in check_datasources(&config) {
         report(&finding);
@@ -460,6 +463,37 @@ fn check_trust_store(config: &Config) -> Finding {
             format!("{shown}: {e}"),
             "point trust.ca at readable PEM or DER certificates",
         ),
+    }
+}
+
+/// Each `trust.crl` file: loads, is signed by a trust anchor, and is not out of date.
+fn check_revocation_lists(config: &Config) -> Vec<Finding> {
+    if config.trust.crl.is_empty() {
+        return Vec::new();
+    }
+    let mut anchors = Vec::new();
+    for path in &config.trust.ca {
+        // A broken trust.ca is reported by the trust store check.
+        anchors.extend(crate::dsig::load_certificates(path).unwrap_or_default());
+    }
+    match crate::revocation::Revocations::load(&config.trust.crl, &anchors) {
+        Err(e) => vec![Finding::fail(
+            "revocation list",
+            e.to_string(),
+            "point trust.crl at CRLs issued by the CAs in trust.ca (PEM or DER)",
+        )],
+        Ok(lists) => lists
+            .describe()
+            .into_iter()
+            .map(|(path, verdict)| match verdict {
+                Ok(summary) => Finding::ok("revocation list", format!("{path}: {summary}")),
+                Err(stale) => Finding::warn(
+                    "revocation list",
+                    format!("{path}: {stale}"),
+                    "install the CA's current CRL; until then revocations after it are not seen",
+                ),
+            })
+            .collect(),
     }
 }
 

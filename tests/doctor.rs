@@ -354,3 +354,43 @@ fn data_dir_the_running_user_cannot_write_fails_with_the_chown_fix() {
         "{line}"
     );
 }
+
+#[test]
+fn revocation_lists_from_a_trusted_ca_are_ok_and_a_foreign_one_fails() {
+    let install = Install::with(|d| {
+        let pki = smev_adapter::trust::pki_init(&d.join("pki"), "NODE", &["OTHER"]).expect("pki");
+        let crl = smev_adapter::revocation::pki_revoke(&d.join("pki"), &["OTHER"]).expect("crl");
+        format!(
+            "[trust]\nca = [\"{}\"]\ncrl = [\"{}\"]\n",
+            pki.ca.display(),
+            crl.display()
+        )
+    });
+    let out = install.doctor();
+    assert_eq!(out.verdict("revocation list"), "OK", "{}", out.stdout);
+    assert!(
+        out.line("revocation list").contains("1 revoked"),
+        "{}",
+        out.stdout
+    );
+
+    let foreign = Install::with(|d| {
+        let mine = smev_adapter::trust::pki_init(&d.join("mine"), "NODE", &[]).expect("pki");
+        smev_adapter::trust::pki_init(&d.join("theirs"), "X", &["Y"]).expect("pki");
+        let crl = smev_adapter::revocation::pki_revoke(&d.join("theirs"), &["Y"]).expect("crl");
+        format!(
+            "[trust]\nca = [\"{}\"]\ncrl = [\"{}\"]\n",
+            mine.ca.display(),
+            crl.display()
+        )
+    });
+    let out = foreign.doctor();
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert_eq!(out.verdict("revocation list"), "FAIL", "{}", out.stdout);
+    assert!(
+        out.line("revocation list")
+            .contains("not signed by any certificate in trust.ca"),
+        "{}",
+        out.stdout
+    );
+}

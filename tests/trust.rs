@@ -375,31 +375,69 @@ async fn a_sender_without_an_exchange_agreement_gets_access_denied() {
     );
 }
 
+/// Verifies `element`'s signature in `holder` (both found by local name) against the node's dev certificate.
+fn assert_signed_by_node(node: &TestNode, body: &str, element: &str, holder: &str) {
+    let cert = node.dir.path().join("data/dev-keys/node.crt");
+    let store =
+        smev_adapter::dsig::TrustStore::from_files(&[cert], smev_adapter::dsig::Crypto::load())
+            .expect("store");
+    let limits = smev_adapter::config::XmlLimits::default();
+    let doc = smev_adapter::xml::parse(body, &limits).expect("answer parses");
+    let data = doc
+        .descendants()
+        .find(|n| n.has_tag_name((TYPES_13, element)))
+        .unwrap_or_else(|| panic!("no {element} in {body}"));
+    let holder = doc
+        .descendants()
+        .find(|n| n.has_tag_name((TYPES_13, holder)))
+        .unwrap_or_else(|| panic!("no {holder} in {body}"));
+    let verified = smev_adapter::dsig::verify_message(&doc, data, holder, &store)
+        .unwrap_or_else(|e| panic!("{element} is not validly signed ({e}): {body}"));
+    assert_eq!(verified.element.node(), data);
+}
+
 #[tokio::test]
-async fn the_nodes_answers_and_acknowledgements_carry_signatures_that_verify() {
+async fn the_nodes_answers_rejections_and_acknowledgements_carry_signatures_that_verify() {
     let node = TestNode::start().await;
     let answer = post_soap(
         node.addr,
         registration_request("1.3", &new_message_id(), "4510", "123456"),
     )
     .await;
-    let cert = node.dir.path().join("data/dev-keys/node.crt");
-    let store =
-        smev_adapter::dsig::TrustStore::from_files(&[cert], smev_adapter::dsig::Crypto::load())
-            .expect("store");
-    let limits = smev_adapter::config::XmlLimits::default();
-    let doc = smev_adapter::xml::parse(&answer.body, &limits).expect("answer parses");
-    let data = doc
-        .descendants()
-        .find(|n| n.has_tag_name((TYPES_13, "SenderProvidedResponseData")))
-        .expect("data");
-    let holder = doc
-        .descendants()
-        .find(|n| n.has_tag_name((TYPES_13, "CallerInformationSystemSignature")))
-        .expect("holder");
-    let verified = smev_adapter::dsig::verify_message(&doc, data, holder, &store)
-        .expect("the answer's signature verifies");
-    assert_eq!(verified.element.node(), data);
+    assert_eq!(text_of(&answer.doc(), REG_NS, "LastName"), Some("Иванов"));
+    assert_signed_by_node(
+        &node,
+        &answer.body,
+        "SenderProvidedResponseData",
+        "CallerInformationSystemSignature",
+    );
+    // A refusal in business terms (RequestRejected) is an answer like any other: signed.
+    let no_data = post_soap(
+        node.addr,
+        registration_request("1.3", &new_message_id(), "0000", "000000"),
+    )
+    .await;
+    assert_eq!(
+        text_of(&no_data.doc(), TYPES_13, "RejectionReasonCode"),
+        Some("NO_DATA"),
+        "{}",
+        no_data.body
+    );
+    assert_signed_by_node(
+        &node,
+        &no_data.body,
+        "SenderProvidedResponseData",
+        "CallerInformationSystemSignature",
+    );
+
+    let async_node = TestNode::start_with("reply = \"async\"", "", "").await;
+    let ack = post_soap(
+        async_node.addr,
+        registration_request("1.3", &new_message_id(), "4510", "123456"),
+    )
+    .await;
+    assert!(ack.body.contains("SendRequestResponse"), "{}", ack.body);
+    assert_signed_by_node(&async_node, &ack.body, "MessageMetadata", "SMEVSignature");
 }
 
 #[tokio::test]
