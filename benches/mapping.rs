@@ -122,7 +122,7 @@ fn node_for(dir: &std::path::Path, datasource: &str) -> Result<Node, BoxError> {
     )?;
     let cwd = std::env::current_dir()?;
     let text = format!(
-        "[node]\nmnemonic = \"BENCH\"\nreply = \"sync\"\n[server]\nplain_http = true\nwsdl_dir = \"{}/wsdl\"\n[storage]\ndata_dir = \"{}/data\"\n[trust]\nca = [\"{}/samples/pki/ca.crt\"]\n[mappings]\ndir = \"{}\"\n{datasource}",
+        "[node]\nmnemonic = \"BENCH\"\nreply = \"sync\"\n[server]\nplain_http = true\nwsdl_dir = \"{}/wsdl\"\n[storage]\ndata_dir = \"{}/data\"\n[keys]\nalgorithm = \"ecdsa-sha256\"\n[trust]\nca = [\"{}/samples/pki/ca.crt\"]\n[mappings]\ndir = \"{}\"\n{datasource}",
         cwd.display(),
         cwd.display(),
         dir.display(),

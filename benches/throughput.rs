@@ -230,10 +230,11 @@ fn node_config(
     synchronous: &str,
     group_commit: bool,
 ) -> Result<smev_adapter::config::Config, BoxError> {
+    // DESIGN §11 measures ECDSA P-256; the development key would otherwise be GOST where the engine loads.
     let text = std::fs::read_to_string(CONFIG_FILE)?.replace(
         "[storage]\n",
         &format!("[storage]\nsynchronous = \"{synchronous}\"\ngroup_commit = {group_commit}\n"),
-    );
+    ) + "\n[keys]\nalgorithm = \"ecdsa-sha256\"\n";
     let data_dir = data_dir.to_string();
     let env = move |name: &str| match name {
         "SMEV_ADAPTER_DATA_DIR" => Some(data_dir.clone()),

@@ -184,6 +184,9 @@ pub struct KeyPaths {
     pub password_file: Option<PathBuf>,
     /// ... or from this environment variable. Never logged.
     pub password_env: Option<String>,
+    /// `keys.algorithm`; unset = the key's own (development keys: GOST 2012-256 when the engine
+    /// loads, else ECDSA P-256).
+    pub algorithm: Option<crate::dsig::SignatureAlg>,
 }
 
 /// Whose signatures the node accepts, and how a signer becomes a sender mnemonic.
@@ -352,6 +355,7 @@ struct RawKeys {
     certificate: Option<String>,
     password_file: Option<String>,
     password_env: Option<String>,
+    algorithm: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -480,6 +484,35 @@ impl Validator<'_> {
             .push(Problem::at_span(self.file, self.text, span, message));
     }
 
+    /// `keys.algorithm`: a short name or an XMLDSig algorithm URI. SHA-1 signs nothing.
+    fn signature_algorithm(&mut self, name: &str) -> Option<crate::dsig::SignatureAlg> {
+        use crate::dsig::SignatureAlg as A;
+        let alg = match name {
+            "gost2012-256" => Some(A::Gost2012_256),
+            "gost2012-512" => Some(A::Gost2012_512),
+            "ecdsa" | "ecdsa-sha256" => Some(A::EcdsaSha256),
+            "ecdsa-sha384" => Some(A::EcdsaSha384),
+            "ecdsa-sha512" => Some(A::EcdsaSha512),
+            "rsa" | "rsa-sha256" => Some(A::RsaSha256),
+            "rsa-sha384" => Some(A::RsaSha384),
+            "rsa-sha512" => Some(A::RsaSha512),
+            "rsa-pss" | "rsa-pss-sha256" => Some(A::RsaPssSha256),
+            "rsa-pss-sha384" => Some(A::RsaPssSha384),
+            "rsa-pss-sha512" => Some(A::RsaPssSha512),
+            uri => A::from_uri(uri).ok().filter(|a| !a.is_weak()),
+        };
+        if alg.is_none() {
+            self.problem(
+                &["keys", "algorithm"],
+                format!(
+                    "keys.algorithm `{name}` must be gost2012-256, gost2012-512, ecdsa-sha256|384|512, \
+                     rsa-sha256|384|512 or rsa-pss-sha256|384|512"
+                ),
+            );
+        }
+        alg
+    }
+
     /// Plain HTTP is a decision an admin writes down, never a default: a node that forgot its
     /// `[server.tls]` must not quietly take requests in the clear.
     fn check_transport(&mut self, has_tls: bool, plain_http: Option<bool>) {
@@ -581,6 +614,10 @@ impl Validator<'_> {
             certificate: raw.keys.certificate.map(|p| self.resolve(&p)),
             password_file: raw.keys.password_file.map(|p| self.resolve(&p)),
             password_env: raw.keys.password_env,
+            algorithm: raw
+                .keys
+                .algorithm
+                .and_then(|a| self.signature_algorithm(&a)),
         };
         let trust = self.trust(raw.trust);
         let mappings_dir = self.resolve(raw.mappings.dir.as_deref().unwrap_or("mappings"));

@@ -14,7 +14,8 @@ use openssl::x509::extension::{BasicConstraints, KeyUsage};
 use openssl::x509::{X509, X509NameBuilder};
 
 use crate::config::Config;
-use crate::dsig::{Crypto, SigningKey, TrustStore};
+use crate::dsig::tools::DevKeyAlg;
+use crate::dsig::{Crypto, KeyFamily, SignatureAlg, SigningKey, TrustStore};
 use crate::revocation::Revocations;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +79,22 @@ impl Trust {
             (Some(key), cert) => {
                 check_private_permissions(key)?;
                 let password = password(config)?;
-                SigningKey::from_files(key, cert.as_deref(), password.as_deref(), None, crypto)?
+                SigningKey::from_files(
+                    key,
+                    cert.as_deref(),
+                    password.as_deref(),
+                    config.keys.algorithm,
+                    crypto,
+                )?
             }
-            (None, _) => development_key(&config.data_dir, &config.node.mnemonic, crypto)?,
+            (None, _) => {
+                let alg = config.keys.algorithm.unwrap_or(if crypto.gost_available() {
+                    SignatureAlg::Gost2012_256
+                } else {
+                    SignatureAlg::EcdsaSha256
+                });
+                development_key(&config.data_dir, &config.node.mnemonic, alg, crypto)?
+            }
         };
         if config.trust.ca.is_empty() {
             return Err(TrustError::NoTrustStore);
@@ -189,37 +203,68 @@ fn password(config: &Config) -> Result<Option<String>, TrustError> {
     Ok(None)
 }
 
-/// The development key in `data_dir/dev-keys/`, created on first use with a loud warning.
+/// The development key in `data_dir/dev-keys/` for `alg`, created on first use (and again when the
+/// algorithm changed) with a loud warning.
 fn development_key(
     data_dir: &Path,
     mnemonic: &str,
+    alg: SignatureAlg,
     crypto: Crypto,
 ) -> Result<SigningKey, TrustError> {
     let dir = data_dir.join("dev-keys");
     let (key, cert) = (dir.join("node.key"), dir.join("node.crt"));
-    if !key.exists() {
-        std::fs::create_dir_all(&dir).map_err(|source| TrustError::Io {
-            what: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let k = ec_key()?;
-        let c = certificate(&k, mnemonic, None, 365)?;
-        write_private(&key, &k.private_key_to_pem_pkcs8()?)?;
-        write_file(&cert, &c.to_pem()?)?;
-    }
+    let existing = key
+        .exists()
+        .then(|| SigningKey::from_files(&key, Some(&cert), None, Some(alg), crypto));
+    let signing = match existing {
+        Some(Ok(signing)) => signing,
+        Some(Err(e)) if key_family_changed(&e) => {
+            tracing::warn!(
+                "the development key in {} does not fit {}: making a new one",
+                dir.display(),
+                alg.name()
+            );
+            new_development_key(&dir, mnemonic, alg, crypto)?
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => new_development_key(&dir, mnemonic, alg, crypto)?,
+    };
     tracing::warn!(
-        "DEVELOPMENT KEYS: no [keys] in the config, so this node signs with a self-generated key in {} — \
+        "DEVELOPMENT KEYS: no [keys] in the config, so this node signs ({}) with a self-generated key in {} — \
          for development only; production needs keys.private_key and keys.certificate from your CA",
+        alg.name(),
         dir.display()
     );
     check_private_permissions(&key)?;
-    Ok(SigningKey::from_files(
-        &key,
-        Some(&cert),
-        None,
-        None,
-        crypto,
-    )?)
+    Ok(signing)
+}
+
+fn key_family_changed(e: &crate::dsig::DsigError) -> bool {
+    matches!(e, crate::dsig::DsigError::KeyMismatch(_))
+}
+
+fn new_development_key(
+    dir: &Path,
+    mnemonic: &str,
+    alg: SignatureAlg,
+    crypto: Crypto,
+) -> Result<SigningKey, TrustError> {
+    std::fs::create_dir_all(dir).map_err(|source| TrustError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
+    let kind = match alg.key_family() {
+        KeyFamily::Gost256 => DevKeyAlg::Gost2012_256,
+        KeyFamily::Gost512 => DevKeyAlg::Gost2012_512,
+        KeyFamily::Rsa => DevKeyAlg::Rsa,
+        KeyFamily::Ec => DevKeyAlg::Ecdsa,
+    };
+    let k = crate::dsig::tools::generate_key(kind, &crypto)?;
+    let c = crate::dsig::tools::self_signed_certificate(&k, mnemonic, 365, &crypto)?;
+    let (key, cert) = (dir.join("node.key"), dir.join("node.crt"));
+    write_private(&key, &k.private_key_to_pem_pkcs8()?)?;
+    write_file(&cert, &c.to_pem()?)?;
+    Ok(SigningKey::new(k, &c, alg, crypto)?)
 }
 
 fn ec_key() -> Result<PKey<Private>, TrustError> {

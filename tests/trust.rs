@@ -701,3 +701,137 @@ async fn unsigned_polls_pass_only_when_the_config_allows_them() {
         "SignatureIsInvalid"
     );
 }
+
+/// A registration request whose business element carries a PersonalSignature by `personal`,
+/// the whole signed by AGENCY_B. With `tamper`, the personal signature's content is changed afterwards
+/// (before the caller's signature, so only the personal one breaks).
+fn request_with_personal_signature(message_id: &str, personal: &str, tamper: bool) -> String {
+    let unsigned = unsigned_registration_request("1.3", message_id, "4510", "123456")
+        .replace(
+            "<r:RegistrationRequest xmlns:r=",
+            "<r:RegistrationRequest Id=\"PERSONAL\" xmlns:r=",
+        )
+        .replace(
+            "</basic:MessagePrimaryContent>",
+            "</basic:MessagePrimaryContent><ns:PersonalSignature/>",
+        );
+    let limits = smev_adapter::config::XmlLimits::default();
+    let mut personally_signed = smev_adapter::dsig::sign_message(
+        &unsigned,
+        &limits,
+        "PERSONAL",
+        (TYPES_13, "PersonalSignature"),
+        test_key(personal),
+    )
+    .expect("personal signature");
+    if tamper {
+        personally_signed = personally_signed.replace("<r:Number>123456<", "<r:Number>123457<");
+    }
+    sign_as("AGENCY_B", &personally_signed, "SIGNED_BY_CONSUMER")
+}
+
+#[tokio::test]
+async fn a_personal_signature_is_verified_and_its_result_recorded() {
+    let node = TestNode::start().await;
+    for (tamper, expected) in [
+        (false, "; personal signature valid"),
+        (true, "; personal signature INVALID"),
+    ] {
+        let id = new_message_id();
+        let answer = post_soap(
+            node.addr,
+            request_with_personal_signature(&id, "AGENCY_C", tamper),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let detail = node.node.store.show(&id).expect("read").expect("stored");
+        let received = detail.history[0].2.as_deref().unwrap_or("");
+        assert!(
+            received.starts_with("from AGENCY_B (AGENCY_B), signature verified")
+                && received.contains(expected),
+            "tamper={tamper}: {received}"
+        );
+    }
+}
+
+/// The SignatureMethod URI in the node's answer.
+fn answer_signature_method(body: &str) -> String {
+    let doc = roxmltree::Document::parse(body).expect("answer parses");
+    doc.descendants()
+        .find(|n| n.tag_name().name() == "SignatureMethod")
+        .and_then(|n| n.attribute("Algorithm"))
+        .unwrap_or_else(|| panic!("no SignatureMethod in {body}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn development_keys_sign_with_gost_2012_256_when_the_engine_loads_and_keys_algorithm_overrides()
+ {
+    let node = TestNode::start().await;
+    let answer = post_soap(
+        node.addr,
+        registration_request("1.3", &new_message_id(), "4510", "123456"),
+    )
+    .await;
+    let expected = if smev_adapter::dsig::Crypto::load().gost_available() {
+        "urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256"
+    } else {
+        "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+    };
+    assert_eq!(answer_signature_method(&answer.body), expected);
+
+    // Same data_dir, the algorithm set explicitly: the development key is replaced to fit it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (alg, uri) in [
+        (
+            "rsa-pss-sha256",
+            "http://www.w3.org/2007/05/xmldsig-more#sha256-rsa-MGF1",
+        ),
+        (
+            "ecdsa-sha256",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+        ),
+    ] {
+        let text = format!(
+            "{}\n[keys]\nalgorithm = \"{alg}\"\n",
+            config_text(dir.path(), "")
+        );
+        let path = dir.path().join("adapter.toml");
+        std::fs::write(&path, &text).expect("write");
+        let config = smev_adapter::config::Config::parse(&path, &text, &|_| None).expect("config");
+        let trust = smev_adapter::trust::Trust::load(&config).expect("trust");
+        assert_eq!(trust.key.algorithm().uri(), uri, "{alg}");
+    }
+}
+
+#[test]
+fn a_configured_key_that_does_not_fit_keys_algorithm_stops_the_node_and_a_bad_name_is_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, key, cert) = test_pki().parties[1].clone();
+    let text = format!(
+        "{}\n[keys]\nprivate_key = \"{}\"\ncertificate = \"{}\"\nalgorithm = \"rsa-sha256\"\n",
+        config_text(dir.path(), ""),
+        key.display(),
+        cert.display()
+    );
+    let path = dir.path().join("adapter.toml");
+    let config = smev_adapter::config::Config::parse(&path, &text, &|_| None).expect("config");
+    let err = match smev_adapter::trust::Trust::load(&config) {
+        Ok(_) => panic!("an EC key cannot sign RSA-SHA256"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("key does not fit"), "{err}");
+
+    let bad = format!(
+        "{}\n[keys]\nalgorithm = \"dsa\"\n",
+        config_text(dir.path(), "")
+    );
+    let err = smev_adapter::config::Config::parse(&path, &bad, &|_| None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keys.algorithm `dsa` must be gost2012-256"),
+        "{err}"
+    );
+}
