@@ -9,6 +9,15 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::x509::{X509, X509NameBuilder};
 
+/// A test node whose [trust] table starts with `line` (e.g. `pollers = ["AGENCY_C"]`).
+async fn node_with_trust(line: &str) -> TestNode {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = config_text(dir.path(), "").replace("[trust]\n", &format!("[trust]\n{line}\n"));
+    let path = dir.path().join("adapter.toml");
+    std::fs::write(&path, &text).expect("write");
+    TestNode::start_with_config(dir, &path).await
+}
+
 fn signature_reason(answer: &Answer) -> String {
     let doc = answer.doc();
     let outer = doc
@@ -284,12 +293,7 @@ fn a_crl_not_issued_by_a_trusted_ca_stops_the_node() {
 #[tokio::test]
 async fn a_signer_that_maps_to_no_sender_is_not_registered() {
     // With sender_from = fingerprint and an empty map, nobody is a registered sender.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = config_text(dir.path(), "")
-        .replace("[trust]\n", "[trust]\nsender_from = \"fingerprint\"\n");
-    let path = dir.path().join("adapter.toml");
-    std::fs::write(&path, &text).expect("write");
-    let node = TestNode::start_with_config(dir, &path).await;
+    let node = node_with_trust("sender_from = \"fingerprint\"").await;
     let answer = post_soap(
         node.addr,
         registration_request("1.3", &new_message_id(), "4510", "123456"),
@@ -643,12 +647,7 @@ async fn a_request_signed_by_xmlsec1_is_accepted_end_to_end() {
 
 #[tokio::test]
 async fn polls_are_verified_and_only_configured_pollers_may_take_answers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text =
-        config_text(dir.path(), "").replace("[trust]\n", "[trust]\npollers = [\"AGENCY_C\"]\n");
-    let path = dir.path().join("adapter.toml");
-    std::fs::write(&path, &text).expect("write");
-    let node = TestNode::start_with_config(dir, &path).await;
+    let node = node_with_trust("pollers = [\"AGENCY_C\"]").await;
 
     let unsigned = post_soap(node.addr, unsigned_get_response_request()).await;
     assert_eq!(signature_reason(&unsigned), "NoSignatureFound");
@@ -686,12 +685,7 @@ async fn polls_are_verified_and_only_configured_pollers_may_take_answers() {
 
 #[tokio::test]
 async fn unsigned_polls_pass_only_when_the_config_allows_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text =
-        config_text(dir.path(), "").replace("[trust]\n", "[trust]\nunsigned_polling = true\n");
-    let path = dir.path().join("adapter.toml");
-    std::fs::write(&path, &text).expect("write");
-    let node = TestNode::start_with_config(dir, &path).await;
+    let node = node_with_trust("unsigned_polling = true").await;
     let unsigned = post_soap(node.addr, unsigned_get_response_request()).await;
     assert_eq!(unsigned.status, 200, "{}", unsigned.body);
     // A signature that is there is still checked.
