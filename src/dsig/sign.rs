@@ -308,3 +308,93 @@ pub fn insert_as_last_child(
     out.push_str(&xml[range.end..]);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::SigningKey;
+    use crate::config::XmlLimits;
+    use crate::dsig::{Crypto, DsigError, SignatureAlg, TrustStore, sign_message, verify_message};
+
+    const NS: &str = "urn://example.gov/t";
+
+    fn keys() -> PathBuf {
+        let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/xmldsig/keys");
+        if rel.is_dir() {
+            rel
+        } else {
+            PathBuf::from("/work/shared/vectors/xmldsig/keys")
+        }
+    }
+
+    fn verify_text(xml: &str, store: &TrustStore) -> Result<(), DsigError> {
+        let doc = crate::xml::parse(xml, &XmlLimits::default())
+            .map_err(|e| DsigError::Malformed(e.to_string()))?;
+        let target = doc
+            .descendants()
+            .find(|n| n.has_tag_name((NS, "Data")))
+            .ok_or(DsigError::NoSignature)?;
+        let holder = doc
+            .descendants()
+            .find(|n| n.has_tag_name((NS, "Sig")))
+            .ok_or(DsigError::NoSignature)?;
+        verify_message(&doc, target, holder, store).map(|_| ())
+    }
+
+    /// Signing and verifying work on copies of per-key prepared contexts: every signature made
+    /// with one key must verify, a forged one must fail, and a failure must not leave anything
+    /// behind that changes the next verification.
+    #[test]
+    fn prepared_contexts_sign_and_verify_repeatedly() {
+        let crypto = Crypto::load();
+        let store = TrustStore::from_files(
+            &[keys().join("cacert.pem"), keys().join("ca2cert.pem")],
+            crypto,
+        )
+        .expect("store");
+        let mut cases = vec![
+            ("ec/ec-prime256v1", SignatureAlg::EcdsaSha256),
+            ("rsa/rsa-2048", SignatureAlg::RsaSha256),
+            ("rsa/rsa-2048", SignatureAlg::RsaPssSha256),
+        ];
+        if crypto.gost_available() {
+            cases.push(("gost/gost-2012-256", SignatureAlg::Gost2012_256));
+            cases.push(("gost/gost-2012-512", SignatureAlg::Gost2012_512));
+        }
+        let xml = format!(
+            "<t:Req xmlns:t=\"{NS}\"><t:Data Id=\"D\">данные &amp; x</t:Data><t:Sig/></t:Req>"
+        );
+        for (file, alg) in cases {
+            let key = SigningKey::from_files(
+                &keys().join(format!("{file}-key.pem")),
+                Some(&keys().join(format!("{file}-cert.pem"))),
+                None,
+                Some(alg),
+                crypto,
+            )
+            .expect("key");
+            let limits = XmlLimits::default();
+            let signed: Vec<String> = (0..3)
+                .map(|_| sign_message(&xml, &limits, "D", (NS, "Sig"), &key).expect("sign"))
+                .collect();
+            for s in &signed {
+                verify_text(s, &store).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            }
+            // Another signature value of the right length: decodes, does not verify.
+            let forged = {
+                let start = signed[0].find("<ds:SignatureValue>").expect("value")
+                    + "<ds:SignatureValue>".len();
+                let mut bytes = signed[0].clone().into_bytes();
+                bytes[start + 4] = if bytes[start + 4] == b'A' { b'B' } else { b'A' };
+                String::from_utf8(bytes).expect("utf8")
+            };
+            assert!(
+                matches!(verify_text(&forged, &store), Err(DsigError::BadSignature)),
+                "{alg:?}: a forged value verified"
+            );
+            verify_text(&signed[2], &store)
+                .unwrap_or_else(|e| panic!("{alg:?} after a failure: {e}"));
+        }
+    }
+}
