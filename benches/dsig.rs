@@ -20,7 +20,7 @@
 //! Times are CPU time of the benchmarking thread (criterion with a custom measurement): the machine
 //! is shared with other builds, and their load must not count. Everything measured is single-threaded.
 //!
-//! Run: `cargo bench --bench dsig` (about 2–3 minutes); `-- --quick` for a faster, rougher run; a
+//! Run: `cargo bench --bench dsig` (about 2 minutes); `-- --quick` for a faster, rougher run; a
 //! filter such as `-- ecdsa` runs one group. A table of medians and ratios is printed at the end
 //! (from criterion's estimates of this run).
 
@@ -398,8 +398,8 @@ fn dsig_group<'c>(c: &'c mut Bench, id: &str) -> BenchmarkGroup<'c, ThreadCpu> {
     let mut g = c.benchmark_group(format!("dsig-{id}"));
     // RSA and GOST take up to a millisecond a call: equal-sized samples keep the run short.
     g.sampling_mode(SamplingMode::Flat)
-        .sample_size(30)
-        .measurement_time(Duration::from_millis(1200));
+        .sample_size(50)
+        .measurement_time(Duration::from_millis(2500));
     g
 }
 

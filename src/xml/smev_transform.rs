@@ -165,14 +165,10 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         }
 
         let out = &mut *self.out;
-        out.write_all(b"<")?;
-        write_prefix(out, prefix)?;
-        out.write_all(b":")?;
+        write_prefix(out, b"<", prefix, b":")?;
         out.write_all(node.tag_name().name().as_bytes())?;
         for &(p, idx) in &self.new_decls {
-            out.write_all(b" xmlns:")?;
-            write_prefix(out, p)?;
-            out.write_all(b"=\"")?;
+            write_prefix(out, b" xmlns:", p, b"=\"")?;
             if let Some((u, _)) = self.scope.get(idx) {
                 write_escaped(out, u, true)?;
             }
@@ -180,10 +176,10 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         }
         for &(i, p) in &self.attrs {
             let Some(a) = attr(i) else { continue };
-            out.write_all(b" ")?;
-            if p != 0 {
-                write_prefix(out, p)?;
-                out.write_all(b":")?;
+            if p == 0 {
+                out.write_all(b" ")?;
+            } else {
+                write_prefix(out, b" ", p, b":")?;
             }
             out.write_all(a.name().as_bytes())?;
             out.write_all(b"=\"")?;
@@ -200,9 +196,7 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         }
         let uri = node.tag_name().namespace().unwrap_or("");
         let prefix = self.lookup(uri).unwrap_or(0);
-        self.out.write_all(b"</")?;
-        write_prefix(self.out, prefix)?;
-        self.out.write_all(b":")?;
+        write_prefix(self.out, b"</", prefix, b":")?;
         self.out.write_all(node.tag_name().name().as_bytes())?;
         self.out.write_all(b">")?;
         if let Some(mark) = self.frames.pop() {
@@ -248,10 +242,15 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
     }
 }
 
-/// Writes `nsN` without the formatting machinery (`write!` costs more than the rest of a tag).
-fn write_prefix<W: Write + ?Sized>(out: &mut W, n: u32) -> std::io::Result<()> {
-    let mut buf = [0u8; 12];
-    buf[..2].copy_from_slice(b"ns");
+/// Writes `lead`, `nsN`, `trail` as one piece, without the formatting machinery (`write!`
+/// and separate small writes cost more than the rest of a tag). `lead` and `trail` are short
+/// constants (at most 8 bytes each).
+fn write_prefix<W: Write + ?Sized>(
+    out: &mut W,
+    lead: &[u8],
+    n: u32,
+    trail: &[u8],
+) -> std::io::Result<()> {
     let mut digits = [0u8; 10];
     let mut i = digits.len();
     let mut v = n;
@@ -263,9 +262,21 @@ fn write_prefix<W: Write + ?Sized>(out: &mut W, n: u32) -> std::io::Result<()> {
             break;
         }
     }
-    let len = digits.len() - i;
-    buf[2..2 + len].copy_from_slice(&digits[i..]);
-    out.write_all(&buf[..2 + len])
+    let mut buf = [0u8; 30];
+    let mut len = 0;
+    for part in [lead, b"ns".as_slice(), &digits[i..], trail] {
+        let end = len + part.len();
+        let Some(slot) = buf.get_mut(len..end) else {
+            // Only reachable with a longer lead/trail than the callers use: write unbuffered.
+            out.write_all(&buf[..len])?;
+            len = 0;
+            out.write_all(part)?;
+            continue;
+        };
+        slot.copy_from_slice(part);
+        len = end;
+    }
+    out.write_all(&buf[..len])
 }
 
 /// Escaping of the reference StAX writer: `&`, `<`, `>` always; `"` in attribute values.
@@ -326,8 +337,8 @@ mod tests {
             "{out}"
         );
         let mut v = Vec::new();
-        write_prefix(&mut v, u32::MAX).expect("write");
-        assert_eq!(v, b"ns4294967295");
+        write_prefix(&mut v, b" xmlns:", u32::MAX, b"=\"").expect("write");
+        assert_eq!(v, b" xmlns:ns4294967295=\"");
     }
 
     #[test]
