@@ -497,3 +497,70 @@ fn soap_wss_request() {
         .is_err()
     );
 }
+
+/// Signing and verifying work on copies of per-key prepared OpenSSL contexts: every signature
+/// made with one key must verify, a forged value must fail, and a failure must not leave
+/// anything behind that changes the next verification.
+#[test]
+fn prepared_contexts_sign_and_verify_repeatedly() {
+    const NS: &str = "urn://example.gov/t";
+    let limits = smev_adapter::config::XmlLimits::default();
+    let store = store();
+    let verify_text = |xml: &str| -> Result<(), DsigError> {
+        let doc = smev_adapter::xml::parse(xml, &limits)
+            .map_err(|e| DsigError::Malformed(e.to_string()))?;
+        let target = doc
+            .descendants()
+            .find(|n| n.has_tag_name((NS, "Data")))
+            .ok_or(DsigError::NoSignature)?;
+        let holder = doc
+            .descendants()
+            .find(|n| n.has_tag_name((NS, "Sig")))
+            .ok_or(DsigError::NoSignature)?;
+        smev_adapter::dsig::verify_message(&doc, target, holder, &store).map(|_| ())
+    };
+    let mut cases = vec![
+        ("ec/ec-prime256v1", SignatureAlg::EcdsaSha256),
+        ("rsa/rsa-2048", SignatureAlg::RsaSha256),
+        ("rsa/rsa-2048", SignatureAlg::RsaPssSha256),
+    ];
+    if crypto().gost_available() {
+        cases.push(("gost/gost-2012-256", SignatureAlg::Gost2012_256));
+        cases.push(("gost/gost-2012-512", SignatureAlg::Gost2012_512));
+    }
+    let xml =
+        format!("<t:Req xmlns:t=\"{NS}\"><t:Data Id=\"D\">данные &amp; x</t:Data><t:Sig/></t:Req>");
+    for (file, alg) in cases {
+        let key = SigningKey::from_files(
+            &keys().join(format!("{file}-key.pem")),
+            Some(&keys().join(format!("{file}-cert.pem"))),
+            None,
+            Some(alg),
+            crypto(),
+        )
+        .expect("key");
+        let signed: Vec<String> = (0..3)
+            .map(|_| {
+                smev_adapter::dsig::sign_message(&xml, &limits, "D", (NS, "Sig"), &key)
+                    .expect("sign")
+            })
+            .collect();
+        for s in &signed {
+            verify_text(s).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        }
+        // Another signature value of the right length: it decodes, and must not verify.
+        let start = signed[0].find("<ds:SignatureValue>").expect("value") + 19;
+        let mut forged = signed[0].clone().into_bytes();
+        forged[start + 4] = if forged[start + 4] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let forged = String::from_utf8(forged).expect("utf8");
+        assert!(
+            matches!(verify_text(&forged), Err(DsigError::BadSignature)),
+            "{alg:?}: a forged value verified"
+        );
+        verify_text(&signed[2]).unwrap_or_else(|e| panic!("{alg:?} after a failure: {e}"));
+    }
+}

@@ -322,17 +322,35 @@ impl DigestSink {
     }
 }
 
+impl DigestSink {
+    #[cold]
+    fn write_through(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.drain()?;
+        if data.len() >= SINK_BUF {
+            Self::hash(&mut self.inner, data)
+        } else {
+            self.buf.extend_from_slice(data);
+            Ok(())
+        }
+    }
+}
+
 impl Write for DigestSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > SINK_BUF {
-            self.drain()?;
-            if data.len() >= SINK_BUF {
-                Self::hash(&mut self.inner, data)?;
-                return Ok(data.len());
-            }
-        }
-        self.buf.extend_from_slice(data);
+        self.write_all(data)?;
         Ok(data.len())
+    }
+
+    // Canonicalization writes many pieces of a few bytes each: the common case (room left in
+    // the buffer) is inlined into the writer, the rest goes through `write_through`.
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + data.len() <= SINK_BUF {
+            self.buf.extend_from_slice(data);
+            Ok(())
+        } else {
+            self.write_through(data)
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openssl::asn1::Asn1Time;
 use openssl::pkcs12::Pkcs12;
@@ -13,8 +13,13 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
 
+use openssl::md_ctx::MdCtx;
+
 use super::DsigError;
+use super::algorithms::SignatureAlg;
 use super::gost::{Crypto, mentions_gost_key};
+use super::sign::copy_context;
+use super::verify::verify_context_for;
 
 /// A private key with the certificates that came with it (PKCS#12, or a PEM holding both).
 pub struct KeyMaterial {
@@ -218,6 +223,38 @@ pub(crate) struct TrustedCert {
     pub(crate) key: PKey<Public>,
     not_before: i64,
     not_after: i64,
+    /// DigestVerify contexts set up for this key, one per signature algorithm it was used
+    /// with (`None`: OpenSSL cannot copy them): a verification works on a copy instead of
+    /// initializing from scratch (as `SigningKey` does for signing).
+    verify_templates: Mutex<Vec<(SignatureAlg, Option<MdCtx>)>>,
+}
+
+impl TrustedCert {
+    /// A fresh DigestVerify context for `alg` with this certificate's key.
+    pub(crate) fn verify_context(
+        &self,
+        alg: SignatureAlg,
+        crypto: &Crypto,
+    ) -> Result<MdCtx, DsigError> {
+        if let Ok(mut templates) = self.verify_templates.lock() {
+            let slot = match templates.iter().position(|(a, _)| *a == alg) {
+                Some(i) => i,
+                None => {
+                    let template = verify_context_for(&self.key, alg, crypto)
+                        .ok()
+                        .filter(|t| copy_context(t).is_some());
+                    // A refused copy leaves errors queued; they belong to no caller.
+                    let _ = openssl::error::ErrorStack::get();
+                    templates.push((alg, template));
+                    templates.len() - 1
+                }
+            };
+            if let Some(ctx) = templates[slot].1.as_ref().and_then(copy_context) {
+                return Ok(ctx);
+            }
+        }
+        verify_context_for(&self.key, alg, crypto)
+    }
 }
 
 /// Most distinct KeyInfo certificate sets remembered; beyond it the cache starts over.
@@ -274,12 +311,22 @@ impl TrustStore {
     /// themselves) and that it is valid now. A certificate set seen before is only re-checked
     /// for its validity period.
     pub(crate) fn check_key_info(&self, texts: &[&str]) -> Result<Arc<TrustedCert>, DsigError> {
-        let cache_key = texts.join("|");
+        // One certificate (the usual KeyInfo) is its own key: no joined copy per message. The
+        // key is the same string `join` gives for one text, so nothing changes in what matches
+        // (a text holding `|` is not base64: it only matches the set it spells out).
+        let joined;
+        let cache_key: &str = match texts {
+            [one] => one,
+            _ => {
+                joined = texts.join("|");
+                &joined
+            }
+        };
         let cached = self
             .cache
             .read()
             .ok()
-            .and_then(|c| c.get(&cache_key).cloned());
+            .and_then(|c| c.get(cache_key).cloned());
         if let Some(t) = cached {
             check_validity(&t)?;
             return Ok(t);
@@ -319,12 +366,13 @@ impl TrustStore {
             not_after: unix(cert.not_after())?,
             cert,
             key,
+            verify_templates: Mutex::new(Vec::new()),
         });
         if let Ok(mut c) = self.cache.write() {
             if c.len() >= CACHE_LIMIT {
                 c.clear();
             }
-            c.insert(cache_key, trusted.clone());
+            c.insert(cache_key.to_owned(), trusted.clone());
         }
         Ok(trusted)
     }

@@ -80,9 +80,19 @@ fn malformed(what: impl Into<String>) -> DsigError {
 
 /// Decodes base64 element content, ignoring whitespace (line breaks are common).
 pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, DsigError> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    // Values without line breaks (what the node and most peers write) need no compact copy.
+    let owned;
+    let compact = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        owned = text
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect::<String>();
+        owned.as_str()
+    } else {
+        text
+    };
     if compact.is_empty() {
         return Err(malformed("empty base64 value"));
     }
-    openssl::base64::decode_block(&compact).map_err(|_| malformed("invalid base64 value"))
+    openssl::base64::decode_block(compact).map_err(|_| malformed("invalid base64 value"))
 }

@@ -2,12 +2,17 @@
 //! Must not rebuild or re-serialize the document: it returns a ds:Signature fragment and splices it into the original text.
 
 use std::path::Path;
+use std::sync::Mutex;
 
+use foreign_types::ForeignType;
 use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
+use openssl::md::{Md, MdRef};
+use openssl::md_ctx::MdCtx;
 use openssl::pkey::{PKey, Private};
+use openssl::pkey_ctx::PkeyCtxRef;
 use openssl::rsa::Padding;
-use openssl::sign::{RsaPssSaltlen, Signer};
+use openssl::sign::RsaPssSaltlen;
 use openssl::x509::X509;
 use roxmltree::{Document, Node};
 
@@ -29,6 +34,11 @@ pub struct SigningKey {
     cert_b64: String,
     /// ECDSA: byte length of r and s in the raw r||s form.
     ec_len: usize,
+    /// A DigestSign context set up once for this key (digest, padding): each signature works
+    /// on a copy of it, which skips the algorithm and key look-ups OpenSSL 3 repeats on every
+    /// fresh initialization. `None` when the provider or engine cannot copy such contexts
+    /// (then every signature initializes its own, as before).
+    template: Option<Mutex<MdCtx>>,
 }
 
 impl SigningKey {
@@ -55,14 +65,52 @@ impl SigningKey {
                 "certificate does not belong to the key".into(),
             ));
         }
-        Ok(SigningKey {
+        let mut signing_key = SigningKey {
             key,
             alg,
             md,
             cert: cert.clone(),
             cert_b64: openssl::base64::encode_block(&cert.to_der()?),
             ec_len,
-        })
+            template: None,
+        };
+        signing_key.template = signing_key.new_template().map(Mutex::new);
+        Ok(signing_key)
+    }
+
+    /// The context every signature copies, or `None` when it cannot be prepared or copied
+    /// (checked once here, so a copy failing later is unexpected and falls back quietly).
+    fn new_template(&self) -> Option<MdCtx> {
+        let ctx = self.init_context().ok();
+        let usable = ctx.as_ref().and_then(copy_context).is_some();
+        // A refused copy leaves errors queued; they belong to no caller.
+        let _ = openssl::error::ErrorStack::get();
+        ctx.filter(|_| usable)
+    }
+
+    /// A DigestSign context initialized from scratch for this key.
+    fn init_context(&self) -> Result<MdCtx, DsigError> {
+        let md = Md::from_nid(self.md.type_())
+            .ok_or_else(|| DsigError::UnsupportedAlgorithm(self.alg.uri().to_owned()))?;
+        let mut ctx = MdCtx::new()?;
+        let pctx = ctx.digest_sign_init(Some(md), &self.key)?;
+        if self.alg.is_pss() {
+            configure_pss(pctx, md)?;
+        }
+        Ok(ctx)
+    }
+
+    /// A fresh DigestSign context for one signature: a copy of the template when there is one.
+    fn context(&self) -> Result<MdCtx, DsigError> {
+        let copy = self
+            .template
+            .as_ref()
+            .and_then(|t| t.lock().ok())
+            .and_then(|t| copy_context(&t));
+        match copy {
+            Some(ctx) => Ok(ctx),
+            None => self.init_context(),
+        }
     }
 
     /// Loads the key file (PEM, DER, PKCS#8, or PKCS#12 opened with `password`) and the
@@ -104,13 +152,9 @@ impl SigningKey {
     /// Signs `data`; ECDSA values come out raw r||s as XMLDSig wants, GOST values as the
     /// engine produces them (s||r, the form xmlsec and SMEV use).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, DsigError> {
-        let mut signer = Signer::new(self.md, &self.key)?;
-        if self.alg.is_pss() {
-            signer.set_rsa_padding(Padding::PKCS1_PSS)?;
-            signer.set_rsa_mgf1_md(self.md)?;
-            signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
-        }
-        let der = signer.sign_oneshot_to_vec(data)?;
+        let mut ctx = self.context()?;
+        let mut der = Vec::new();
+        ctx.digest_sign_to_vec(data, &mut der)?;
         if !self.alg.is_ecdsa() {
             return Ok(der);
         }
@@ -120,6 +164,23 @@ impl SigningKey {
         raw.extend_from_slice(&sig.s().to_vec_padded(n)?);
         Ok(raw)
     }
+}
+
+/// RSASSA-PSS as XMLDSig names it: MGF1 with the signature's digest, salt as long as the digest.
+pub(crate) fn configure_pss<T>(pctx: &mut PkeyCtxRef<T>, md: &MdRef) -> Result<(), DsigError> {
+    pctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+    pctx.set_rsa_mgf1_md(md)?;
+    pctx.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
+    Ok(())
+}
+
+/// A copy of an initialized digest-sign (or digest-verify) context, `None` if OpenSSL refuses.
+pub(crate) fn copy_context(template: &MdCtx) -> Option<MdCtx> {
+    let copy = MdCtx::new().ok()?;
+    // SAFETY: both pointers are live EVP_MD_CTX objects owned by the callers' MdCtx values; the
+    // source is only read (and callers that share it serialize the copy behind a lock).
+    let rc = unsafe { openssl_sys::EVP_MD_CTX_copy_ex(copy.as_ptr(), template.as_ptr()) };
+    (rc == 1).then_some(copy)
 }
 
 /// What the Reference looks like.
@@ -199,13 +260,28 @@ pub fn sign_element(
     si.extend_from_slice(b"</ds:DigestValue></ds:Reference></ds:SignedInfo>");
 
     let value = openssl::base64::encode_block(&key.sign(&si)?);
-    let si = String::from_utf8(si).map_err(|_| malformed("SignedInfo is not UTF-8"))?;
-    Ok(format!(
-        "<ds:Signature xmlns:ds=\"{DSIG_NS}\">{si}<ds:SignatureValue>{value}</ds:SignatureValue>\
-         <ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data>\
-         </ds:KeyInfo></ds:Signature>",
-        key.cert_b64
-    ))
+    let si = std::str::from_utf8(&si).map_err(|_| malformed("SignedInfo is not UTF-8"))?;
+    // Pieces appended to one buffer of the right size (no formatting pass over 2 KB of text).
+    const HEAD: &str = "<ds:Signature xmlns:ds=\"";
+    const VALUE: &str = "<ds:SignatureValue>";
+    const CERT: &str = "</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>";
+    const TAIL: &str = "</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>";
+    let pieces = [
+        HEAD,
+        DSIG_NS,
+        "\">",
+        si,
+        VALUE,
+        &value,
+        CERT,
+        &key.cert_b64,
+        TAIL,
+    ];
+    let mut fragment = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for p in pieces {
+        fragment.push_str(p);
+    }
+    Ok(fragment)
 }
 
 /// Returns `xml` (the text `doc` was parsed from) with `fragment` inserted as the last child

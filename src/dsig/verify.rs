@@ -1,15 +1,16 @@
 //! Owns XMLDSig verification: SignedInfo parsing (exactly one Reference), Id resolution (exactly one, expected element), the reference digest, the signer's key and the SignatureValue check.
 //! Must not decide trust itself (the caller's TrustStore does), skip an unknown algorithm or transform, nor follow external or XPointer URIs.
 
+use openssl::md::Md;
+use openssl::md_ctx::MdCtx;
 use openssl::pkey::{PKeyRef, Public};
-use openssl::rsa::Padding;
-use openssl::sign::{RsaPssSaltlen, Verifier};
 use openssl::x509::X509;
 use roxmltree::{Document, Node};
 
 use super::algorithms::{DSIG_NS, DigestAlg, ENVELOPED, SignatureAlg, XPATH};
 use super::gost::Crypto;
 use super::keys::{TrustStore, certificate_key, pick_leaf};
+use super::sign::configure_pss;
 use super::{DsigError, decode_base64, malformed};
 use crate::xml::c14n::{self, Algorithm, Options};
 use crate::xml::smev_transform;
@@ -396,10 +397,11 @@ pub fn verify<'a, 'i>(
     };
     let signed_info = c14n::canonicalize_to_vec(si.node, &opts, None)?;
 
-    let (certificate, trusted, owned_key);
+    let (certificate, owned_key, trusted);
     let key: &PKeyRef<Public> = match keys {
         KeySource::Key(k, _) => {
             certificate = None;
+            trusted = None;
             k
         }
         KeySource::Untrusted(crypto) => {
@@ -417,6 +419,7 @@ pub fn verify<'a, 'i>(
             let cert = certs.swap_remove(pick_leaf(&certs)?);
             owned_key = certificate_key(&cert, crypto)?;
             certificate = Some(cert);
+            trusted = None;
             &owned_key
         }
         KeySource::Trusted(store) => {
@@ -428,19 +431,19 @@ pub fn verify<'a, 'i>(
                 return Err(DsigError::NoKey);
             }
             check_certificate_count(texts.len())?;
-            trusted = store.check_key_info(&texts)?;
-            certificate = Some(trusted.cert.clone());
-            &trusted.key
+            trusted = Some(store.check_key_info(&texts)?);
+            let t = trusted.as_ref().ok_or(DsigError::NoKey)?;
+            certificate = Some(t.cert.clone());
+            &t.key
         }
     };
     si.signature_alg.check_key(key)?;
-    verify_signature_value(
-        si.signature_alg,
-        &crypto,
-        key,
-        &signed_info,
-        &signature_value,
-    )?;
+    // A trusted signer's key keeps a prepared context per algorithm; other keys get a new one.
+    let ctx = match &trusted {
+        Some(t) => t.verify_context(si.signature_alg, &crypto)?,
+        None => verify_context_for(key, si.signature_alg, &crypto)?,
+    };
+    verify_signature_value(si.signature_alg, key, ctx, &signed_info, &signature_value)?;
     Ok(Verified {
         element: VerifiedElement(reference.element),
         certificate,
@@ -507,14 +510,30 @@ fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
     out
 }
 
-fn verify_signature_value(
+/// A DigestVerify context for `alg` over `key`, initialized from scratch.
+pub(crate) fn verify_context_for(
+    key: &PKeyRef<Public>,
     alg: SignatureAlg,
     crypto: &Crypto,
+) -> Result<MdCtx, DsigError> {
+    let md = Md::from_nid(alg.message_digest(crypto)?.type_())
+        .ok_or_else(|| DsigError::UnsupportedAlgorithm(alg.uri().to_owned()))?;
+    let mut ctx = MdCtx::new()?;
+    let pctx = ctx.digest_verify_init(Some(md), key)?;
+    if alg.is_pss() {
+        configure_pss(pctx, md)?;
+    }
+    Ok(ctx)
+}
+
+/// Checks `sig` over `data` with `ctx` (a DigestVerify context for `alg` and `key`).
+fn verify_signature_value(
+    alg: SignatureAlg,
     key: &PKeyRef<Public>,
+    mut ctx: MdCtx,
     data: &[u8],
     sig: &[u8],
 ) -> Result<(), DsigError> {
-    let md = alg.message_digest(crypto)?;
     let ok = if alg.is_ecdsa() {
         let ec = key.ec_key()?;
         let n = (ec.group().degree() as usize).div_ceil(8);
@@ -522,16 +541,9 @@ fn verify_signature_value(
             return Err(DsigError::BadSignature);
         }
         let der = ecdsa_der(&sig[..n], &sig[n..]);
-        let mut v = Verifier::new(md, key)?;
-        v.verify_oneshot(&der, data).unwrap_or(false)
+        ctx.digest_verify(data, &der).unwrap_or(false)
     } else {
-        let mut v = Verifier::new(md, key)?;
-        if alg.is_pss() {
-            v.set_rsa_padding(Padding::PKCS1_PSS)?;
-            v.set_rsa_mgf1_md(md)?;
-            v.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)?;
-        }
-        v.verify_oneshot(sig, data).unwrap_or(false)
+        ctx.digest_verify(data, sig).unwrap_or(false)
     };
     // A failed verification may leave errors queued; they belong to this message only.
     let _ = openssl::error::ErrorStack::get();

@@ -55,13 +55,14 @@ pub fn transform_xml<W: Write + ?Sized>(xml: &str, out: &mut W) -> Result<(), Sm
     transform(doc.root(), None, out)
 }
 
-struct Transformer<'o, W: ?Sized> {
+struct Transformer<'o, 'a, W: ?Sized> {
     out: &'o mut W,
     exclude: Option<NodeId>,
     /// Next `nsN` number; one counter per transform run, never reset.
     counter: u32,
-    /// (namespace URI, prefix number) declared by open elements, outermost first.
-    scope: Vec<(String, u32)>,
+    /// (namespace URI, prefix number) declared by open elements, outermost first; the URIs
+    /// are borrowed from the document, so a declaration costs no allocation.
+    scope: Vec<(&'a str, u32)>,
     /// Per open element: `scope` length before it.
     frames: Vec<usize>,
     /// (attribute index, prefix number; 0 = unqualified), reused per element.
@@ -69,8 +70,8 @@ struct Transformer<'o, W: ?Sized> {
     new_decls: Vec<(u32, usize)>,
 }
 
-impl<W: Write + ?Sized> Transformer<'_, W> {
-    fn run(&mut self, apex: Node<'_, '_>) -> Result<(), SmevTransformError> {
+impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
+    fn run(&mut self, apex: Node<'a, '_>) -> Result<(), SmevTransformError> {
         let mut cur = apex;
         loop {
             let mut descend = false;
@@ -112,21 +113,26 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
     }
 
     fn lookup(&self, uri: &str) -> Option<u32> {
-        self.scope.iter().find(|(u, _)| u == uri).map(|&(_, p)| p)
+        // Innermost first: the same URI cannot be in scope twice, so the order only saves time.
+        self.scope
+            .iter()
+            .rev()
+            .find(|(u, _)| *u == uri)
+            .map(|&(_, p)| p)
     }
 
-    fn prefix_for(&mut self, uri: &str) -> u32 {
+    fn prefix_for(&mut self, uri: &'a str) -> u32 {
         if let Some(p) = self.lookup(uri) {
             return p;
         }
         let p = self.counter;
         self.counter = self.counter.saturating_add(1);
-        self.scope.push((uri.to_owned(), p));
+        self.scope.push((uri, p));
         self.new_decls.push((p, self.scope.len() - 1));
         p
     }
 
-    fn start(&mut self, node: Node<'_, '_>) -> Result<(), SmevTransformError> {
+    fn start(&mut self, node: Node<'a, '_>) -> Result<(), SmevTransformError> {
         self.frames.push(self.scope.len());
         self.new_decls.clear();
         let uri = node.tag_name().namespace().unwrap_or("");
@@ -159,10 +165,10 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
         }
 
         let out = &mut *self.out;
-        write!(out, "<ns{prefix}:")?;
+        write_prefix(out, b"<", prefix, b":")?;
         out.write_all(node.tag_name().name().as_bytes())?;
         for &(p, idx) in &self.new_decls {
-            write!(out, " xmlns:ns{p}=\"")?;
+            write_prefix(out, b" xmlns:", p, b"=\"")?;
             if let Some((u, _)) = self.scope.get(idx) {
                 write_escaped(out, u, true)?;
             }
@@ -173,7 +179,7 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
             if p == 0 {
                 out.write_all(b" ")?;
             } else {
-                write!(out, " ns{p}:")?;
+                write_prefix(out, b" ", p, b":")?;
             }
             out.write_all(a.name().as_bytes())?;
             out.write_all(b"=\"")?;
@@ -190,7 +196,7 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
         }
         let uri = node.tag_name().namespace().unwrap_or("");
         let prefix = self.lookup(uri).unwrap_or(0);
-        write!(self.out, "</ns{prefix}:")?;
+        write_prefix(self.out, b"</", prefix, b":")?;
         self.out.write_all(node.tag_name().name().as_bytes())?;
         self.out.write_all(b">")?;
         if let Some(mark) = self.frames.pop() {
@@ -202,10 +208,10 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
     /// Handles the run of text siblings starting at `first` that exclusive c14n would emit as
     /// one piece of character data (comments and the excluded subtree vanish between them).
     /// Returns the last node of the run.
-    fn text_run<'a, 'i>(
+    fn text_run<'t, 'i>(
         &mut self,
-        first: Node<'a, 'i>,
-    ) -> Result<Node<'a, 'i>, SmevTransformError> {
+        first: Node<'t, 'i>,
+    ) -> Result<Node<'t, 'i>, SmevTransformError> {
         let mut last = first;
         let mut blank = true;
         let mut cur = Some(first);
@@ -236,8 +242,50 @@ impl<W: Write + ?Sized> Transformer<'_, W> {
     }
 }
 
+/// Writes `lead`, `nsN`, `trail` as one piece, without the formatting machinery (`write!`
+/// and separate small writes cost more than the rest of a tag). `lead` and `trail` are short
+/// constants (at most 8 bytes each).
+fn write_prefix<W: Write + ?Sized>(
+    out: &mut W,
+    lead: &[u8],
+    n: u32,
+    trail: &[u8],
+) -> std::io::Result<()> {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut buf = [0u8; 30];
+    let mut len = 0;
+    for part in [lead, b"ns".as_slice(), &digits[i..], trail] {
+        let end = len + part.len();
+        let Some(slot) = buf.get_mut(len..end) else {
+            // Only reachable with a longer lead/trail than the callers use: write unbuffered.
+            out.write_all(&buf[..len])?;
+            len = 0;
+            out.write_all(part)?;
+            continue;
+        };
+        slot.copy_from_slice(part);
+        len = end;
+    }
+    out.write_all(&buf[..len])
+}
+
 /// Escaping of the reference StAX writer: `&`, `<`, `>` always; `"` in attribute values.
 fn write_escaped<W: Write + ?Sized>(out: &mut W, s: &str, attr: bool) -> std::io::Result<()> {
+    if !attr {
+        // Text is most of the output: find the three special bytes with a vectorized search
+        // instead of matching every byte.
+        return crate::xml::c14n::write_escaped_markup(out, s.as_bytes());
+    }
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -277,6 +325,20 @@ mod tests {
             run("<a xmlns='u'><b xmlns='v'/><c xmlns='v'/></a>"),
             "<ns1:a xmlns:ns1=\"u\"><ns2:b xmlns:ns2=\"v\"></ns2:b><ns3:c xmlns:ns3=\"v\"></ns3:c></ns1:a>"
         );
+    }
+
+    #[test]
+    fn prefix_numbers_past_nine() {
+        let xml = format!("<a xmlns='u'>{}</a>", "<b xmlns='v'/>".repeat(11));
+        let out = run(&xml);
+        assert!(out.contains("<ns10:b xmlns:ns10=\"v\"></ns10:b>"), "{out}");
+        assert!(
+            out.ends_with("<ns12:b xmlns:ns12=\"v\"></ns12:b></ns1:a>"),
+            "{out}"
+        );
+        let mut v = Vec::new();
+        write_prefix(&mut v, b" xmlns:", u32::MAX, b"=\"").expect("write");
+        assert_eq!(v, b" xmlns:ns4294967295=\"");
     }
 
     #[test]
