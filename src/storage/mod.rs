@@ -277,6 +277,17 @@ impl Store {
         self.writer.write(move |c| insert_incoming(c, &rec)).await
     }
 
+    /// [`Store::insert_incoming`] for a blocking caller that must not wait: `done` gets the outcome on the
+    /// writer thread once the row is durable (or the write failed).
+    pub fn insert_incoming_then(
+        &self,
+        rec: NewIncoming,
+        done: impl FnOnce(Result<Inserted, StoreError>) + Send + 'static,
+    ) {
+        self.writer
+            .submit_then(move |c| insert_incoming(c, &rec), done);
+    }
+
     /// Records the answer to an incoming request: RESPONSE_READY.
     pub async fn set_response(&self, id: i64, answer: StoredAnswer) -> Result<(), StoreError> {
         self.writer
@@ -477,9 +488,17 @@ fn insert_incoming(c: &Connection, rec: &NewIncoming) -> rusqlite::Result<Insert
         };
     }
     let id = c.last_insert_rowid();
-    history(c, id, Status::Received, now, rec.received_detail.as_deref())?;
+    let message_id = Some(rec.message_id.as_str());
+    history_of(
+        c,
+        id,
+        message_id,
+        Status::Received,
+        now,
+        rec.received_detail.as_deref(),
+    )?;
     if let Some(a) = &rec.answer {
-        history(c, id, a.status, now, Some(&a.detail))?;
+        history_of(c, id, message_id, a.status, now, Some(&a.detail))?;
     }
     Ok(Inserted::New(id))
 }
@@ -491,15 +510,27 @@ pub(crate) fn history(
     at: i64,
     detail: Option<&str>,
 ) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO status_history (message, status, at, detail) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id, status.as_str(), at, detail])?;
     let message_id: Option<String> = c
         .prepare_cached("SELECT message_id FROM message WHERE id = ?1")?
         .query_row(params![id], |r| r.get(0))
         .optional()?;
-    audit::append(c, message_id.as_deref(), status.as_str(), detail)
+    history_of(c, id, message_id.as_deref(), status, at, detail)
+}
+
+/// [`history`] for a caller that already knows the message's MessageID: no lookup of it.
+fn history_of(
+    c: &Connection,
+    id: i64,
+    message_id: Option<&str>,
+    status: Status,
+    at: i64,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO status_history (message, status, at, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, status.as_str(), at, detail])?;
+    audit::append(c, message_id, status.as_str(), detail)
 }
 
 fn set_status(
