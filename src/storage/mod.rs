@@ -330,7 +330,8 @@ impl Store {
     pub fn unprocessed(&self) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, request FROM message WHERE direction = 'incoming' AND status IN ('RECEIVED', 'PROCESSING') ORDER BY id",
+                // `+direction` keeps SQLite on the status index (see due_for_delivery).
+                "SELECT id, request FROM message WHERE +direction = 'incoming' AND status IN ('RECEIVED', 'PROCESSING') ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect()
@@ -340,6 +341,9 @@ impl Store {
     /// Messages whose push delivery is due, oldest first: answers to incoming requests, and this node's
     /// own outgoing requests.
     /// With `answers` false (pull mode), only outgoing requests.
+    /// `+direction` (here, in `unprocessed` and in `lease_next_response`) stops SQLite from using the
+    /// (direction, sender, message_id) index for `direction = ?`, which walked every incoming message ever
+    /// stored on each poll; the status index finds the few that are due.
     pub fn due_for_delivery(
         &self,
         now: i64,
@@ -351,9 +355,9 @@ impl Store {
                 "SELECT id, CASE direction WHEN 'outgoing' THEN request ELSE response END, attempts, created_at,
                         rejected, message_id, direction = 'outgoing'
                    FROM message
-                  WHERE ((?3 AND direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY') AND response IS NOT NULL
+                  WHERE ((?3 AND +direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY') AND response IS NOT NULL
                           AND coalesce(leased_until, 0) <= ?1)
-                      OR (direction = 'outgoing' AND status IN ('QUEUED', 'WAITING_FOR_RETRY')))
+                      OR (+direction = 'outgoing' AND status IN ('QUEUED', 'WAITING_FOR_RETRY')))
                     AND coalesce(next_attempt_at, 0) <= ?1
                   ORDER BY coalesce(next_attempt_at, 0), id LIMIT ?2",
             )?;
@@ -382,8 +386,9 @@ impl Store {
                 let now = now_millis();
                 let leased = c
                     .prepare_cached(
+                        // `+direction`: see due_for_delivery.
                         "SELECT id, message_id, response FROM message
-                          WHERE direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY')
+                          WHERE +direction = 'incoming' AND status IN ('RESPONSE_READY', 'WAITING_FOR_RETRY')
                             AND response IS NOT NULL AND coalesce(leased_until, 0) <= ?1
                           ORDER BY id LIMIT 1",
                     )?
