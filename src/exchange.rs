@@ -34,15 +34,36 @@ enum Decided {
     Step(&'static str, Step),
     /// A received request, already through the writer: the pool thread hands the record to the writer
     /// itself, so the async side is woken once per request (after the commit), not twice.
-    Stored {
-        operation: &'static str,
-        outcome: Result<Inserted, StoreError>,
-        reply: Vec<u8>,
-        /// The request to hand to the processing workers (async mode).
-        request: Option<Vec<u8>>,
-        mode: ReplyMode,
-        version: Version,
-    },
+    Stored(Stored),
+}
+
+/// A received request after its write: what is needed to answer it.
+struct Stored {
+    operation: &'static str,
+    outcome: Result<Inserted, StoreError>,
+    reply: Vec<u8>,
+    /// The request to hand to the processing workers (async mode).
+    request: Option<Vec<u8>>,
+    mode: ReplyMode,
+    version: Version,
+}
+
+impl Stored {
+    /// Our reply when the row is new (it is durable now); what the first copy got when it is a repeat.
+    fn answer(self, delivery: &Delivery) -> Reply {
+        match self.outcome {
+            Ok(Inserted::New(id)) => {
+                if let Some(request) = self.request {
+                    delivery.enqueue(id, request);
+                }
+                Reply::ok(self.reply)
+            }
+            Ok(Inserted::Duplicate(existing)) => {
+                provider::repeat_reply(&existing, self.mode, self.version)
+            }
+            Err(e) => provider::store_fault(self.version, &e),
+        }
+    }
 }
 
 /// Decides on the pool; a request to store goes from there to the writer, and is answered after the commit.
@@ -64,14 +85,15 @@ fn decide_on_pool(node: Arc<Node>, body: Bytes, done: oneshot::Sender<Decided>) 
         .unwrap_or(Version::NEWEST);
     let request = process.then(|| record.request.clone());
     node.store.insert_incoming_then(*record, move |outcome| {
-        let _ = done.send(Decided::Stored {
+        let stored = Stored {
             operation,
             outcome,
             reply,
             request,
             mode,
             version,
-        });
+        };
+        let _ = done.send(Decided::Stored(stored));
     });
 }
 
@@ -86,28 +108,7 @@ async fn decide_and_store(
     cpu.execute(move || decide_on_pool(job_node, body, done));
     let (operation, step) = match decided.await {
         Ok(Decided::Step(operation, step)) => (operation, step),
-        Ok(Decided::Stored {
-            operation,
-            outcome,
-            reply,
-            request,
-            mode,
-            version,
-        }) => {
-            let reply = match outcome {
-                Ok(Inserted::New(id)) => {
-                    if let Some(request) = request {
-                        delivery.enqueue(id, request);
-                    }
-                    Reply::ok(reply)
-                }
-                Ok(Inserted::Duplicate(existing)) => {
-                    provider::repeat_reply(&existing, mode, version)
-                }
-                Err(e) => provider::store_fault(version, &e),
-            };
-            return (operation, reply);
-        }
+        Ok(Decided::Stored(stored)) => return (stored.operation, stored.answer(delivery)),
         // The job panicked (the pool logged it) or the writer went away before answering.
         Err(_) => return ("unknown", internal_error()),
     };
