@@ -205,6 +205,12 @@ impl Store {
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
+        // The writer runs each job in a savepoint (its failure undoes only its own rows); SQLite keeps the
+        // pages a savepoint may restore in a sub-journal, which spilled to a temporary file: two pwrite
+        // calls per page, about 13 per request (strace), more than the WAL itself got. In memory it costs
+        // one job's pages (a few KiB; the sub-journal is emptied at each RELEASE) and no syscalls.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
         let found = schema::migrate(&mut conn).map_err(|e| StoreError::Schema(e.to_string()))?;
         if found != 0 && found < CURRENT_VERSION {
             tracing::info!(
