@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
+use crate::config::ReplyMode;
 use crate::consumer;
 use crate::delivery::Delivery;
 use crate::node::Node;
@@ -13,15 +14,13 @@ use crate::provider::{self, Reply, Step};
 use crate::soap::reply::{self, Metadata, Participant};
 use crate::soap::{Fault, SmevFault, Version};
 use crate::storage::outbox::{AnswerRecorded, Channel};
-use crate::storage::{self, Inserted};
+use crate::storage::{self, Inserted, StoreError};
 
-/// Handles one POSTed SOAP body and counts it. `cpu` bounds the blocking work running at once.
-pub async fn handle(
-    node: &Arc<Node>,
-    delivery: &Delivery,
-    cpu: &Arc<Semaphore>,
-    body: Bytes,
-) -> Reply {
+mod pool;
+pub use pool::CpuPool;
+
+/// Handles one POSTed SOAP body and counts it. The blocking work runs on `cpu`.
+pub async fn handle(node: &Arc<Node>, delivery: &Delivery, cpu: &CpuPool, body: Bytes) -> Reply {
     let started = std::time::Instant::now();
     let (operation, reply) = decide_and_store(node, delivery, cpu, body).await;
     node.metrics
@@ -29,64 +28,94 @@ pub async fn handle(
     reply
 }
 
+/// What the CPU pool hands back to the async side.
+enum Decided {
+    /// Anything but a received request to store.
+    Step(&'static str, Step),
+    /// A received request, already through the writer: the pool thread hands the record to the writer
+    /// itself, so the async side is woken once per request (after the commit), not twice.
+    Stored(Stored),
+}
+
+/// A received request after its write: what is needed to answer it.
+struct Stored {
+    operation: &'static str,
+    outcome: Result<Inserted, StoreError>,
+    reply: Vec<u8>,
+    /// The request to hand to the processing workers (async mode).
+    request: Option<Vec<u8>>,
+    mode: ReplyMode,
+    version: Version,
+}
+
+impl Stored {
+    /// Our reply when the row is new (it is durable now); what the first copy got when it is a repeat.
+    fn answer(self, delivery: &Delivery) -> Reply {
+        match self.outcome {
+            Ok(Inserted::New(id)) => {
+                if let Some(request) = self.request {
+                    delivery.enqueue(id, request);
+                }
+                Reply::ok(self.reply)
+            }
+            Ok(Inserted::Duplicate(existing)) => {
+                provider::repeat_reply(&existing, self.mode, self.version)
+            }
+            Err(e) => provider::store_fault(self.version, &e),
+        }
+    }
+}
+
+/// Decides on the pool; a request to store goes from there to the writer, and is answered after the commit.
+fn decide_on_pool(node: Arc<Node>, body: Bytes, done: oneshot::Sender<Decided>) {
+    let (operation, step) = provider::receive(&node, &body);
+    let Step::Store {
+        record,
+        reply,
+        process,
+        mode,
+    } = step
+    else {
+        let _ = done.send(Decided::Step(operation, step));
+        return;
+    };
+    let version = Version::ALL
+        .into_iter()
+        .find(|v| v.as_str() == record.version)
+        .unwrap_or(Version::NEWEST);
+    let request = process.then(|| record.request.clone());
+    node.store.insert_incoming_then(*record, move |outcome| {
+        let stored = Stored {
+            operation,
+            outcome,
+            reply,
+            request,
+            mode,
+            version,
+        };
+        let _ = done.send(Decided::Stored(stored));
+    });
+}
+
 async fn decide_and_store(
     node: &Arc<Node>,
     delivery: &Delivery,
-    cpu: &Arc<Semaphore>,
+    cpu: &CpuPool,
     body: Bytes,
 ) -> (&'static str, Reply) {
-    let (operation, step) = {
-        let Ok(_permit) = cpu.clone().acquire_owned().await else {
-            return (
-                "unknown",
-                Fault::server(
-                    Version::NEWEST,
-                    SmevFault::SmevFailure,
-                    "the node is shutting down",
-                )
-                .into(),
-            );
-        };
-        let node = node.clone();
-        match tokio::task::spawn_blocking(move || provider::receive(&node, &body)).await {
-            Ok(received) => received,
-            Err(e) => {
-                tracing::error!("request processing panicked: {e}");
-                let fault = Fault::server(
-                    Version::NEWEST,
-                    SmevFault::SmevFailure,
-                    "internal error while processing the request",
-                );
-                return ("unknown", fault.into());
-            }
-        }
+    let (done, decided) = oneshot::channel();
+    let job_node = node.clone();
+    cpu.execute(move || decide_on_pool(job_node, body, done));
+    let (operation, step) = match decided.await {
+        Ok(Decided::Step(operation, step)) => (operation, step),
+        Ok(Decided::Stored(stored)) => return (stored.operation, stored.answer(delivery)),
+        // The job panicked (the pool logged it) or the writer went away before answering.
+        Err(_) => return ("unknown", internal_error()),
     };
     let reply = match step {
         Step::Reply(reply) => reply,
-        Step::Store {
-            record,
-            reply,
-            process,
-            mode,
-        } => {
-            let version = Version::ALL
-                .into_iter()
-                .find(|v| v.as_str() == record.version)
-                .unwrap_or(Version::NEWEST);
-            let request = process.then(|| record.request.clone());
-            match node.store.insert_incoming(*record).await {
-                Ok(Inserted::New(id)) => {
-                    if let Some(request) = request {
-                        delivery.enqueue(id, request);
-                    }
-                    Reply::ok(reply)
-                }
-                Ok(Inserted::Duplicate(existing)) => {
-                    provider::repeat_reply(&existing, mode, version)
-                }
-                Err(e) => provider::store_fault(version, &e),
-            }
-        }
+        // decide_on_pool stores every Step::Store itself; this arm is never taken.
+        Step::Store { .. } => internal_error(),
         Step::Lease { version } => lease(node, version).await,
         Step::Ack {
             version,
@@ -152,6 +181,15 @@ async fn decide_and_store(
         }
     };
     (operation, reply)
+}
+
+fn internal_error() -> Reply {
+    Fault::server(
+        Version::NEWEST,
+        SmevFault::SmevFailure,
+        "internal error while processing the request",
+    )
+    .into()
 }
 
 /// `SendResponseResponse`: the answer is stored.

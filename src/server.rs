@@ -36,9 +36,9 @@ type Body = Full<Bytes>;
 struct Shared {
     node: Arc<Node>,
     limiter: Arc<Semaphore>,
-    /// Bounds CPU-bound work handed to the blocking pool to about the core count, so a burst queues
-    /// here instead of spawning hundreds of threads that fight over two cores.
-    cpu: Arc<Semaphore>,
+    /// Runs the blocking part of each SOAP call on one thread per core, so a burst queues there
+    /// instead of spawning threads that fight over the cores.
+    cpu: crate::exchange::CpuPool,
     delivery: crate::delivery::Delivery,
     wsdl: HashMap<String, Bytes>,
 }
@@ -64,9 +64,11 @@ pub async fn serve(
     }
     let limits = node.config.limits.clone();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let cpu = Arc::new(Semaphore::new(cores * 2));
+    // Async-mode processing of stored requests goes through tokio's blocking pool, bounded by this.
+    let background_cpu = Arc::new(Semaphore::new(cores * 2));
+    let cpu = crate::exchange::CpuPool::new(cores, "smev-cpu")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let delivery = crate::delivery::spawn(node.clone(), cpu.clone(), stopped.clone());
+    let delivery = crate::delivery::spawn(node.clone(), background_cpu, stopped.clone());
     start_consumer_intake(&node, &stopped).await?;
     let shared = Arc::new(Shared {
         limiter: Arc::new(Semaphore::new(limits.max_concurrent)),
@@ -498,9 +500,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return refused(&shared, "too_large", too_large(limits.max_body_bytes));
     }
-    let node = shared.node.clone();
-    let cpu = shared.cpu.clone();
-    let delivery = shared.delivery.clone();
+    let inner = shared.clone();
     let max_body = limits.max_body_bytes;
     let work = async move {
         let body = match Limited::new(req.into_body(), max_body).collect().await {
@@ -509,7 +509,10 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                node.metrics.request("unknown", "too_large", Duration::ZERO);
+                inner
+                    .node
+                    .metrics
+                    .request("unknown", "too_large", Duration::ZERO);
                 return too_large(max_body);
             }
             Err(e) => {
@@ -520,7 +523,7 @@ async fn soap(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 );
             }
         };
-        let reply = crate::exchange::handle(&node, &delivery, &cpu, body).await;
+        let reply = crate::exchange::handle(&inner.node, &inner.delivery, &inner.cpu, body).await;
         xml_response(reply.status, reply.body)
     };
     match tokio::time::timeout(limits.request_timeout, work).await {

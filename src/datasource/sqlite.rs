@@ -16,6 +16,8 @@ const PROGRESS_STEPS: i32 = 1000;
 struct Slots {
     idle: Vec<Connection>,
     open: usize,
+    /// Requests waiting for a connection: a returned one wakes a waiter only when there is one.
+    waiting: usize,
 }
 
 pub struct SqlitePool {
@@ -37,6 +39,7 @@ impl SqlitePool {
             slots: Mutex::new(Slots {
                 idle: Vec::new(),
                 open: 0,
+                waiting: 0,
             }),
             returned: Condvar::new(),
             writer: Mutex::new(None),
@@ -80,15 +83,21 @@ impl SqlitePool {
                     slots.open -= 1;
                 });
             }
+            slots.waiting += 1;
             slots = self.returned.wait(slots).unwrap_or_else(|p| p.into_inner());
+            slots.waiting -= 1;
         }
     }
 
     fn put_back(&self, conn: Connection) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.idle.push(conn);
+        let wake = slots.waiting > 0;
         drop(slots);
-        self.returned.notify_one();
+        // std's notify_one makes a futex call even with no waiter; skip it on the common path.
+        if wake {
+            self.returned.notify_one();
+        }
     }
 
     /// (open, idle, max) read connections, for /metrics.
