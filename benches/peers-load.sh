@@ -51,6 +51,7 @@ reply = "sync"
 [server]
 listen = "127.0.0.1:$PORT"
 path = "/ws"
+plain_http = true
 wsdl_dir = "$HERE/wsdl"
 [storage]
 data_dir = "$WORK/data"
