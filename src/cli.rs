@@ -880,8 +880,13 @@ fn serve(explicit: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Resul
         config.listen = addr;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // The reactor threads only move bytes (HTTP is ~1% of a request's instructions); parsing, signatures and
+    // SQL run on the CPU pool (one thread per core). Half the cores for I/O keeps threads from outnumbering
+    // cores: on 2 cores, 1 I/O thread measured the same req/s as 2 within the noise and 1-2 MiB less RSS
+    // (benches/peers-load.sh, alternated runs).
+    let io_threads = (cores / 2).max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
+        .worker_threads(io_threads)
         .max_blocking_threads(cores * 4)
         .enable_all()
         .build()
