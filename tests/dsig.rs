@@ -1,6 +1,9 @@
 //! Verifies the aleksey-xmldsig-01 vectors, round-trips our own signatures and checks interop with xmlsec1 both ways.
 //! Must not skip silently: unsupported vectors are asserted to fail with the documented error.
 
+mod vectors;
+use vectors::{keys, read, vectors_dir};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,29 +15,6 @@ use smev_adapter::dsig::{
     SigningKey, TrustStore, insert_as_last_child, public_key_from_bytes, resolve_id, sign_element,
     verify,
 };
-
-fn vectors_dir() -> PathBuf {
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if rel.is_dir() {
-        return rel;
-    }
-    let abs = PathBuf::from("/work/shared/vectors");
-    assert!(
-        abs.is_dir(),
-        "conformance vectors missing: neither {} nor {} exists",
-        rel.display(),
-        abs.display()
-    );
-    abs
-}
-
-fn keys() -> PathBuf {
-    vectors_dir().join("xmldsig/keys")
-}
-
-fn read(p: impl AsRef<Path>) -> Vec<u8> {
-    std::fs::read(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
-}
 
 fn crypto() -> Crypto {
     Crypto::load()

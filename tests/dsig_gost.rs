@@ -1,7 +1,8 @@
 //! GOST R 34.10-2012 through OpenSSL's gost engine: the aleksey-xmldsig-01 vectors, keys in every file format, SMEV-profile round trips, and the exact failure without the engine.
 //! Must not skip when the engine is missing: CI installs libengine-gost-openssl, so a missing engine fails these tests.
 
-use std::path::{Path, PathBuf};
+mod vectors;
+use vectors::{keys, read, vectors_dir};
 
 use roxmltree::{Document, Node};
 use smev_adapter::dsig::{
@@ -9,29 +10,6 @@ use smev_adapter::dsig::{
     SignatureAlg, SigningKey, TrustStore, insert_as_last_child, load_private_key,
     public_key_from_bytes, resolve_id, sign_element, verify,
 };
-
-fn vectors_dir() -> PathBuf {
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if rel.is_dir() {
-        return rel;
-    }
-    let abs = PathBuf::from("/work/shared/vectors");
-    assert!(
-        abs.is_dir(),
-        "conformance vectors missing: neither {} nor {} exists",
-        rel.display(),
-        abs.display()
-    );
-    abs
-}
-
-fn keys() -> PathBuf {
-    vectors_dir().join("xmldsig/keys")
-}
-
-fn read(p: impl AsRef<Path>) -> Vec<u8> {
-    std::fs::read(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
-}
 
 fn crypto() -> Crypto {
     let c = Crypto::load();

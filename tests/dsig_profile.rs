@@ -1,7 +1,10 @@
 //! The signing profile's safety rules and the algorithm/key matrix: every RSA/ECDSA algorithm round-trips (and xmlsec1 agrees), keys load from every file format, unknown algorithms/transforms and extra References are refused, any flipped byte fails, the merlin RSA vector verifies and the rest are refused for a stated reason.
 //! Must not parse test documents with anything but the crate's secure parser when they stand for messages, and must not skip: missing vectors or xmlsec1 fail.
 
-use std::path::{Path, PathBuf};
+mod vectors;
+use vectors::{keys, vectors_dir};
+
+use std::path::Path;
 use std::process::Command;
 
 use openssl::bn::BigNum;
@@ -15,25 +18,6 @@ use smev_adapter::dsig::{
     resolve_id, sign_element, verify,
 };
 use smev_adapter::xml;
-
-fn vectors_dir() -> PathBuf {
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if rel.is_dir() {
-        return rel;
-    }
-    let abs = PathBuf::from("/work/shared/vectors");
-    assert!(
-        abs.is_dir(),
-        "conformance vectors missing: neither {} nor {} exists",
-        rel.display(),
-        abs.display()
-    );
-    abs
-}
-
-fn keys() -> PathBuf {
-    vectors_dir().join("xmldsig/keys")
-}
 
 fn parse(text: &str) -> Document<'_> {
     xml::parse(text, &XmlLimits::default()).expect("secure parse")

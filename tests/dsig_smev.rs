@@ -1,7 +1,8 @@
 //! The SMEV message-level API the node uses: sign SenderProvidedResponseData into CallerInformationSystemSignature, verify a SendRequest's CallerInformationSystemSignature against the element to be processed, and the fault each failure maps to.
 //! Must not parse messages with anything but the crate's secure parser, and must not skip (GOST needs the engine, which CI installs).
 
-use std::path::{Path, PathBuf};
+mod vectors;
+use vectors::keys;
 
 use roxmltree::{Document, Node};
 use smev_adapter::config::XmlLimits;
@@ -12,20 +13,6 @@ use smev_adapter::dsig::{
 use smev_adapter::xml;
 
 const TYPES: &str = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.3";
-
-fn keys() -> PathBuf {
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/xmldsig/keys");
-    if rel.is_dir() {
-        return rel;
-    }
-    let abs = PathBuf::from("/work/shared/vectors/xmldsig/keys");
-    assert!(
-        abs.is_dir(),
-        "conformance vectors missing: {}",
-        abs.display()
-    );
-    abs
-}
 
 fn key(stem: &str) -> SigningKey {
     SigningKey::from_files(

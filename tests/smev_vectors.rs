@@ -1,27 +1,13 @@
 //! Runs every SMEV transform pair and reproduces the real SMEV digests byte for byte.
 //! Must not skip a case silently: a missing vectors folder fails the test.
 
-use std::path::{Path, PathBuf};
+mod vectors;
+use vectors::vectors_dir;
 
 use roxmltree::{Document, Node};
 use smev_adapter::xml::c14n::{Options, canonicalize_to_vec};
 use smev_adapter::xml::smev_transform::{transform, transform_xml};
 use streebog::{Digest, Streebog256};
-
-fn vectors_dir() -> PathBuf {
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
-    if rel.is_dir() {
-        return rel;
-    }
-    let abs = PathBuf::from("/work/shared/vectors");
-    assert!(
-        abs.is_dir(),
-        "conformance vectors missing: neither {} nor {} exists",
-        rel.display(),
-        abs.display()
-    );
-    abs
-}
 
 fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
