@@ -127,7 +127,7 @@ fn read_crl(path: &Path) -> Result<X509Crl, TrustError> {
         what: format!("reading CRL {}", path.display()),
         source,
     })?;
-    let parsed = if bytes.starts_with(b"-----") || bytes.windows(8).any(|w| w == b"-----BEG") {
+    let parsed = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
         X509Crl::from_pem(&bytes)
     } else {
         X509Crl::from_der(&bytes)

@@ -2,14 +2,14 @@
 //! Must not skip silently: unsupported vectors are asserted to fail with the documented error.
 
 mod vectors;
-use vectors::{keys, read, vectors_dir};
+use vectors::{aleksey, keys, read, signature_of, vectors_dir};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use openssl::pkey::PKey;
 use openssl::x509::X509;
-use roxmltree::{Document, Node};
+use roxmltree::Document;
 use smev_adapter::dsig::{
     Crypto, DSIG_NS, DigestAlg, DsigError, Expect, KeySource, SignOptions, SignatureAlg,
     SigningKey, TrustStore, insert_as_last_child, public_key_from_bytes, resolve_id, sign_element,
@@ -30,19 +30,6 @@ fn store() -> TrustStore {
 
 fn public_key_from_pem(pem: &[u8]) -> openssl::pkey::PKey<openssl::pkey::Public> {
     public_key_from_bytes(pem, &crypto()).expect("public key")
-}
-
-fn signature_of<'a, 'i>(doc: &'a Document<'i>) -> Node<'a, 'i> {
-    doc.descendants()
-        .find(|n| n.has_tag_name((DSIG_NS, "Signature")))
-        .expect("ds:Signature")
-}
-
-fn aleksey(name: &str) -> String {
-    String::from_utf8(read(
-        vectors_dir().join(format!("xmldsig/aleksey-xmldsig-01/{name}.xml")),
-    ))
-    .expect("utf8")
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! Must not skip when the engine is missing: CI installs libengine-gost-openssl, so a missing engine fails these tests.
 
 mod vectors;
-use vectors::{keys, read, vectors_dir};
+use vectors::{aleksey, keys, read, signature_of};
 
-use roxmltree::{Document, Node};
+use roxmltree::Document;
 use smev_adapter::dsig::{
-    Crypto, DSIG_NS, DigestAlg, DsigError, Expect, GOST_UNAVAILABLE, KeySource, SignOptions,
-    SignatureAlg, SigningKey, TrustStore, insert_as_last_child, load_private_key,
-    public_key_from_bytes, resolve_id, sign_element, verify,
+    Crypto, DigestAlg, DsigError, Expect, GOST_UNAVAILABLE, KeySource, SignOptions, SignatureAlg,
+    SigningKey, TrustStore, insert_as_last_child, load_private_key, public_key_from_bytes,
+    resolve_id, sign_element, verify,
 };
 
 fn crypto() -> Crypto {
@@ -19,19 +19,6 @@ fn crypto() -> Crypto {
         c.gost_status()
     );
     c
-}
-
-fn signature_of<'a, 'i>(doc: &'a Document<'i>) -> Node<'a, 'i> {
-    doc.descendants()
-        .find(|n| n.has_tag_name((DSIG_NS, "Signature")))
-        .expect("ds:Signature")
-}
-
-fn aleksey(name: &str) -> String {
-    String::from_utf8(read(
-        vectors_dir().join(format!("xmldsig/aleksey-xmldsig-01/{name}.xml")),
-    ))
-    .expect("utf8")
 }
 
 fn trust(crypto: Crypto) -> TrustStore {

@@ -2,7 +2,7 @@
 //! Must not parse test documents with anything but the crate's secure parser when they stand for messages, and must not skip: missing vectors or xmlsec1 fail.
 
 mod vectors;
-use vectors::{keys, vectors_dir};
+use vectors::{keys, signature_of, vectors_dir};
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +10,7 @@ use std::process::Command;
 use openssl::bn::BigNum;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
-use roxmltree::{Document, Node};
+use roxmltree::Document;
 use smev_adapter::config::XmlLimits;
 use smev_adapter::dsig::{
     Crypto, DSIG_NS, DigestAlg, DsigError, Expect, KeySource, SignOptions, SignatureAlg,
@@ -21,12 +21,6 @@ use smev_adapter::xml;
 
 fn parse(text: &str) -> Document<'_> {
     xml::parse(text, &XmlLimits::default()).expect("secure parse")
-}
-
-fn signature_of<'a, 'i>(doc: &'a Document<'i>) -> Node<'a, 'i> {
-    doc.descendants()
-        .find(|n| n.has_tag_name((DSIG_NS, "Signature")))
-        .expect("ds:Signature")
 }
 
 fn store() -> TrustStore {
