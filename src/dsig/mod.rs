@@ -15,7 +15,10 @@ pub use keys::{
     KeyMaterial, TrustStore, certificates_from_bytes, load_certificates, load_private_key,
     private_key_from_bytes, public_key_from_bytes,
 };
-pub use sign::{SignOptions, SigningKey, insert_as_last_child, sign_element};
+pub use sign::{
+    SignOptions, SigningKey, insert_as_last_child, insert_signature, sign_element,
+    signature_fragment,
+};
 pub use smev::{SignatureFault, sign_message, verify_message};
 pub use verify::{
     Expect, KeySource, ReferenceCheck, Verified, VerifiedElement, check_reference, resolve_id,

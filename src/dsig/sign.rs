@@ -21,6 +21,7 @@ use super::gost::Crypto;
 use super::keys::{certificate_key, load_certificates, load_private_key};
 use super::{DsigError, malformed, verify::resolve_id};
 use crate::xml::c14n::{self, EXC_C14N, Options, write_escaped_attr};
+use crate::xml::scan::Insertion;
 use crate::xml::smev_transform;
 
 /// A signing key with its certificate, prepared once per node (not per message): the key is
@@ -216,9 +217,6 @@ pub fn sign_element(
     if resolve_id(doc, id)? != element {
         return Err(malformed("Id does not resolve to the signed element"));
     }
-    if opts.digest.is_weak() {
-        return Err(DsigError::WeakAlgorithm(opts.digest.uri().to_owned()));
-    }
     // The signature is not in the document yet: the enveloped transform would remove
     // exactly what is about to be inserted, so digest the element as it is.
     let mut sink = opts.digest.sink()?;
@@ -227,7 +225,21 @@ pub fn sign_element(
     } else {
         c14n::canonicalize(element, &Options::EXCLUSIVE, None, &mut sink)?;
     }
-    let digest = openssl::base64::encode_block(&sink.finish()?);
+    signature_fragment(id, &sink.finish()?, key, opts)
+}
+
+/// The `ds:Signature` element, as XML text, for a Reference to `#id` whose transformed
+/// content has the digest `digest` (computed with `opts.digest` over what `opts` says).
+pub fn signature_fragment(
+    id: &str,
+    digest: &[u8],
+    key: &SigningKey,
+    opts: &SignOptions,
+) -> Result<String, DsigError> {
+    if opts.digest.is_weak() {
+        return Err(DsigError::WeakAlgorithm(opts.digest.uri().to_owned()));
+    }
+    let digest = openssl::base64::encode_block(digest);
 
     // SignedInfo is written directly in its exclusive canonical form (it declares the one
     // prefix it uses), so the bytes signed are the bytes embedded.
@@ -282,6 +294,31 @@ pub fn sign_element(
         fragment.push_str(p);
     }
     Ok(fragment)
+}
+
+/// Returns `xml` with `fragment` placed where a tree-less scan found the holder's end
+/// ([`crate::xml::scan::Insertion`]), touching nothing else.
+pub fn insert_signature(xml: &str, at: &Insertion, fragment: &str) -> Result<String, DsigError> {
+    let outside = || malformed("insertion point outside the text");
+    let mut out = String::with_capacity(xml.len() + fragment.len() + 32);
+    match at {
+        Insertion::BeforeEndTag(close) => {
+            out.push_str(xml.get(..*close).ok_or_else(outside)?);
+            out.push_str(fragment);
+            out.push_str(xml.get(*close..).ok_or_else(outside)?);
+        }
+        Insertion::ExpandEmpty { slash, qname } => {
+            // <a .../> becomes <a ...>FRAGMENT</a>
+            out.push_str(xml.get(..*slash).ok_or_else(outside)?);
+            out.push('>');
+            out.push_str(fragment);
+            out.push_str("</");
+            out.push_str(xml.get(qname.clone()).ok_or_else(outside)?);
+            out.push('>');
+            out.push_str(xml.get(slash + 2..).ok_or_else(outside)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Returns `xml` (the text `doc` was parsed from) with `fragment` inserted as the last child

@@ -6,9 +6,10 @@ use roxmltree::{Document, Node};
 use super::DsigError;
 use super::algorithms::{DSIG_NS, DigestAlg, SignatureAlg};
 use super::keys::TrustStore;
-use super::sign::{SignOptions, SigningKey, insert_as_last_child, sign_element};
-use super::verify::{Expect, KeySource, Verified, resolve_id, verify};
+use super::sign::{SignOptions, SigningKey, insert_signature, signature_fragment};
+use super::verify::{Expect, KeySource, Verified, verify};
 use crate::config::XmlLimits;
+use crate::xml::scan::{self, ScanError};
 
 impl SignOptions {
     /// The SMEV reference for `alg`: exclusive c14n then the SMEV transform, the signature in a
@@ -37,7 +38,12 @@ impl SignOptions {
 /// Signs the element of `xml` whose `Id` is `id` (e.g. `SenderProvidedResponseData`) with the
 /// SMEV profile for `key`, and returns `xml` with the `ds:Signature` appended inside the single
 /// element named `holder` (namespace, local name; e.g. `CallerInformationSystemSignature`).
-/// Nothing else in the text changes. `xml` is parsed with the crate's secure parser.
+/// Nothing else in the text changes.
+///
+/// `xml` is read in one tree-less pass ([`crate::xml::scan`]) that refuses DTDs, undeclared
+/// prefixes, unknown references and anything past `limits`, and digests the element as it goes
+/// by: the node signs every answer it writes, and building a tree of its own output only to walk
+/// one element of it once cost more than the rest of the XML work together.
 pub fn sign_message(
     xml: &str,
     limits: &XmlLimits,
@@ -45,27 +51,17 @@ pub fn sign_message(
     holder: (&str, &str),
     key: &SigningKey,
 ) -> Result<String, DsigError> {
-    let doc = crate::xml::parse(xml, limits)
-        .map_err(|e| DsigError::Malformed(format!("document to sign: {e}")))?;
-    let target = resolve_id(&doc, id)?;
-    let mut holders = doc.descendants().filter(|n| n.has_tag_name(holder));
-    let place = match (holders.next(), holders.next()) {
-        (Some(h), None) => h,
-        (None, _) => {
-            return Err(DsigError::Malformed(format!(
-                "no <{}> element to hold the signature",
-                holder.1
-            )));
-        }
-        _ => {
-            return Err(DsigError::Malformed(format!(
-                "several <{}> elements",
-                holder.1
-            )));
-        }
-    };
-    let fragment = sign_element(&doc, target, key, &SignOptions::smev_for(key.algorithm()))?;
-    insert_as_last_child(xml, place, &fragment)
+    let opts = SignOptions::smev_for(key.algorithm());
+    let sink = opts.digest.sink()?;
+    let (sink, at) =
+        scan::transform_for_signing(xml, limits, id, holder, sink).map_err(|e| match e {
+            ScanError::IdNotFound(id) => DsigError::ReferenceNotFound(id),
+            ScanError::IdAmbiguous { id, count } => DsigError::AmbiguousReference { id, count },
+            ScanError::Transform(e) => DsigError::Smev(e),
+            other => DsigError::Malformed(format!("document to sign: {other}")),
+        })?;
+    let fragment = signature_fragment(id, &sink.finish()?, key, &opts)?;
+    insert_signature(xml, &at, &fragment)
 }
 
 /// Verifies the one `ds:Signature` child of `holder` (e.g. `CallerInformationSystemSignature`)

@@ -2,6 +2,7 @@
 //! It owns the parse of every incoming document; it must not interpret SOAP or SMEV semantics.
 
 pub mod c14n;
+pub mod scan;
 pub mod smev_transform;
 
 use roxmltree::{Document, Node, ParsingOptions};

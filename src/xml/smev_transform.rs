@@ -1,6 +1,7 @@
 //! Owns the SMEV 3 `urn://smev-gov-ru/xmldsig/transform` (prefix rewriting to ns1.., attribute sorting, whitespace-only text dropped), streamed into any `std::io::Write`.
 //! Must not canonicalize, digest or re-parse: applied to a subtree it yields exactly transform(exc-c14n(subtree)) straight from the `roxmltree` tree.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use roxmltree::{Node, NodeId, NodeType};
@@ -39,11 +40,8 @@ pub fn transform<W: Write + ?Sized>(
     let mut t = Transformer {
         out,
         exclude,
-        counter: 1,
-        scope: Vec::with_capacity(16),
-        frames: Vec::with_capacity(32),
+        prefixes: Prefixes::new(),
         attrs: Vec::with_capacity(8),
-        new_decls: Vec::with_capacity(4),
     };
     t.run(apex)
 }
@@ -55,19 +53,138 @@ pub fn transform_xml<W: Write + ?Sized>(xml: &str, out: &mut W) -> Result<(), Sm
     transform(doc.root(), None, out)
 }
 
+/// The output state both walks share: the `nsN` numbering and the namespaces in scope.
+struct Prefixes<'a> {
+    /// Next `nsN` number; one counter per transform run, never reset.
+    counter: u32,
+    /// (namespace URI, prefix number) declared by open elements, outermost first; URIs are
+    /// borrowed from the input wherever they can be, so a declaration costs no allocation.
+    scope: Vec<(Cow<'a, str>, u32)>,
+    /// Per open element: `scope` length before it.
+    frames: Vec<usize>,
+    /// Declarations the element being started adds: (prefix number, index into `scope`).
+    new_decls: Vec<(u32, usize)>,
+}
+
+impl<'a> Prefixes<'a> {
+    fn new() -> Self {
+        Prefixes {
+            counter: 1,
+            scope: Vec::with_capacity(16),
+            frames: Vec::with_capacity(32),
+            new_decls: Vec::with_capacity(4),
+        }
+    }
+
+    fn lookup(&self, uri: &str) -> Option<u32> {
+        // Innermost first: the same URI cannot be in scope twice, so the order only saves time.
+        self.scope
+            .iter()
+            .rev()
+            .find(|(u, _)| *u == uri)
+            .map(|&(_, p)| p)
+    }
+
+    fn prefix_for(&mut self, uri: Cow<'a, str>) -> u32 {
+        if let Some(p) = self.lookup(&uri) {
+            return p;
+        }
+        let p = self.counter;
+        self.counter = self.counter.saturating_add(1);
+        self.scope.push((uri, p));
+        self.new_decls.push((p, self.scope.len() - 1));
+        p
+    }
+
+    /// Opens an element in namespace `uri` (empty: none) and returns its prefix number.
+    fn open(&mut self, uri: Cow<'a, str>) -> u32 {
+        self.frames.push(self.scope.len());
+        self.new_decls.clear();
+        self.prefix_for(uri)
+    }
+
+    fn close(&mut self) {
+        if let Some(mark) = self.frames.pop() {
+            self.scope.truncate(mark);
+        }
+    }
+
+    /// Writes `<nsP:local` and the declarations the element adds (attributes follow).
+    fn write_start_tag<W: Write + ?Sized>(
+        &self,
+        out: &mut W,
+        prefix: u32,
+        local: &str,
+    ) -> std::io::Result<()> {
+        write_prefix(out, b"<", prefix, b":")?;
+        out.write_all(local.as_bytes())?;
+        for &(p, idx) in &self.new_decls {
+            write_prefix(out, b" xmlns:", p, b"=\"")?;
+            if let Some((u, _)) = self.scope.get(idx) {
+                write_escaped(out, u, true)?;
+            }
+            out.write_all(b"\"")?;
+        }
+        Ok(())
+    }
+
+    /// Writes `</nsP:local>` for an element in namespace `uri` and closes it.
+    fn write_end_tag<W: Write + ?Sized>(
+        &mut self,
+        out: &mut W,
+        uri: &str,
+        local: &str,
+    ) -> std::io::Result<()> {
+        let prefix = self.lookup(uri).unwrap_or(0);
+        write_prefix(out, b"</", prefix, b":")?;
+        out.write_all(local.as_bytes())?;
+        out.write_all(b">")?;
+        self.close();
+        Ok(())
+    }
+}
+
+/// The reference's attribute order: qualified attributes by (URI, local name), then
+/// unqualified ones by local name. Arguments are (namespace URI or "", local name).
+fn attribute_order(x: (&str, &str), y: (&str, &str)) -> std::cmp::Ordering {
+    match (x.0.is_empty(), y.0.is_empty()) {
+        (true, true) => x.1.cmp(y.1),
+        (false, false) => x.0.cmp(y.0).then_with(|| x.1.cmp(y.1)),
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+    }
+}
+
+/// Writes one attribute: ` nsP:local="value"` (`p` = 0: unqualified).
+fn write_attribute<W: Write + ?Sized>(
+    out: &mut W,
+    p: u32,
+    local: &str,
+    value: &str,
+) -> std::io::Result<()> {
+    if p == 0 {
+        out.write_all(b" ")?;
+    } else {
+        write_prefix(out, b" ", p, b":")?;
+    }
+    out.write_all(local.as_bytes())?;
+    out.write_all(b"=\"")?;
+    write_escaped(out, value, true)?;
+    out.write_all(b"\"")
+}
+
+/// Java `String.trim()` treats every char <= U+0020 as blank; in UTF-8 those are exactly the
+/// bytes <= 0x20 (every byte of a longer character is >= 0x80).
+fn is_blank(text: &[u8]) -> bool {
+    text.iter().all(|b| *b <= 0x20)
+}
+
 struct Transformer<'o, 'a, W: ?Sized> {
     out: &'o mut W,
     exclude: Option<NodeId>,
-    /// Next `nsN` number; one counter per transform run, never reset.
-    counter: u32,
-    /// (namespace URI, prefix number) declared by open elements, outermost first; the URIs
-    /// are borrowed from the document, so a declaration costs no allocation.
-    scope: Vec<(&'a str, u32)>,
-    /// Per open element: `scope` length before it.
-    frames: Vec<usize>,
+    prefixes: Prefixes<'a>,
     /// (attribute index, prefix number; 0 = unqualified), reused per element.
     attrs: Vec<(usize, u32)>,
-    new_decls: Vec<(u32, usize)>,
 }
 
 impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
@@ -112,79 +229,33 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         }
     }
 
-    fn lookup(&self, uri: &str) -> Option<u32> {
-        // Innermost first: the same URI cannot be in scope twice, so the order only saves time.
-        self.scope
-            .iter()
-            .rev()
-            .find(|(u, _)| *u == uri)
-            .map(|&(_, p)| p)
-    }
-
-    fn prefix_for(&mut self, uri: &'a str) -> u32 {
-        if let Some(p) = self.lookup(uri) {
-            return p;
-        }
-        let p = self.counter;
-        self.counter = self.counter.saturating_add(1);
-        self.scope.push((uri, p));
-        self.new_decls.push((p, self.scope.len() - 1));
-        p
-    }
-
     fn start(&mut self, node: Node<'a, '_>) -> Result<(), SmevTransformError> {
-        self.frames.push(self.scope.len());
-        self.new_decls.clear();
         let uri = node.tag_name().namespace().unwrap_or("");
-        let prefix = self.prefix_for(uri);
+        let prefix = self.prefixes.open(Cow::Borrowed(uri));
 
-        // Sorted: qualified attributes by (URI, local name), then unqualified by local name.
         // The buffer holds attribute indexes so it can be reused without borrowing the tree.
         let attr = |i: usize| node.attributes().nth(i);
         let key = |i: usize| attr(i).map_or(("", ""), |a| (a.namespace().unwrap_or(""), a.name()));
         self.attrs.clear();
         self.attrs
             .extend((0..node.attributes().len()).map(|i| (i, 0u32)));
-        self.attrs.sort_by(|&(x, _), &(y, _)| {
-            let (xn, xl) = key(x);
-            let (yn, yl) = key(y);
-            match (xn.is_empty(), yn.is_empty()) {
-                (true, true) => xl.cmp(yl),
-                (false, false) => xn.cmp(yn).then_with(|| xl.cmp(yl)),
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-            }
-        });
+        self.attrs
+            .sort_by(|&(x, _), &(y, _)| attribute_order(key(x), key(y)));
         for k in 0..self.attrs.len() {
             let (i, _) = self.attrs[k];
-            let ns = key(i).0;
+            let ns = attr(i).and_then(|a| a.namespace()).unwrap_or("");
             if !ns.is_empty() {
-                let p = self.prefix_for(ns);
-                self.attrs[k].1 = p;
+                self.attrs[k].1 = self.prefixes.prefix_for(Cow::Borrowed(ns));
             }
         }
 
         let out = &mut *self.out;
-        write_prefix(out, b"<", prefix, b":")?;
-        out.write_all(node.tag_name().name().as_bytes())?;
-        for &(p, idx) in &self.new_decls {
-            write_prefix(out, b" xmlns:", p, b"=\"")?;
-            if let Some((u, _)) = self.scope.get(idx) {
-                write_escaped(out, u, true)?;
-            }
-            out.write_all(b"\"")?;
-        }
+        self.prefixes
+            .write_start_tag(out, prefix, node.tag_name().name())?;
         for &(i, p) in &self.attrs {
-            let Some(a) = attr(i) else { continue };
-            if p == 0 {
-                out.write_all(b" ")?;
-            } else {
-                write_prefix(out, b" ", p, b":")?;
+            if let Some(a) = attr(i) {
+                write_attribute(out, p, a.name(), a.value())?;
             }
-            out.write_all(a.name().as_bytes())?;
-            out.write_all(b"=\"")?;
-            write_escaped(out, a.value(), true)?;
-            out.write_all(b"\"")?;
         }
         out.write_all(b">")?;
         Ok(())
@@ -194,14 +265,9 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         if !node.is_element() {
             return Ok(());
         }
-        let uri = node.tag_name().namespace().unwrap_or("");
-        let prefix = self.lookup(uri).unwrap_or(0);
-        write_prefix(self.out, b"</", prefix, b":")?;
-        self.out.write_all(node.tag_name().name().as_bytes())?;
-        self.out.write_all(b">")?;
-        if let Some(mark) = self.frames.pop() {
-            self.scope.truncate(mark);
-        }
+        let name = node.tag_name();
+        self.prefixes
+            .write_end_tag(self.out, name.namespace().unwrap_or(""), name.name())?;
         Ok(())
     }
 
@@ -218,8 +284,7 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
         while let Some(n) = cur {
             let excluded = Some(n.id()) == self.exclude;
             if n.is_text() && !excluded {
-                // Java String.trim() treats every char <= U+0020 as blank.
-                blank &= n.text().unwrap_or("").chars().all(|c| c <= '\u{20}');
+                blank &= is_blank(n.text().unwrap_or("").as_bytes());
             } else if !(n.is_comment() || excluded) {
                 break;
             }
@@ -239,6 +304,113 @@ impl<'a, W: Write + ?Sized> Transformer<'_, 'a, W> {
             }
         }
         Ok(last)
+    }
+}
+
+/// One attribute of an element fed to [`StreamTransform::start`].
+#[derive(Debug, Clone)]
+pub struct StreamAttribute<'a> {
+    /// Namespace URI; empty for an unqualified attribute.
+    pub uri: Cow<'a, str>,
+    pub local: &'a str,
+    /// The normalized value (references resolved, whitespace normalized as XML requires).
+    pub value: Cow<'a, str>,
+}
+
+/// The same transform fed by a token stream instead of a tree (see `xml::scan`): elements
+/// with resolved namespaces, character data with references resolved, comments and
+/// processing instructions. Fed the tokens of one element's subtree it writes exactly what
+/// [`transform`] writes for that element.
+pub struct StreamTransform<'a, W> {
+    out: W,
+    prefixes: Prefixes<'a>,
+    /// The character data of the current run (a comment continues it, anything else ends it).
+    run: Vec<u8>,
+    /// (attribute position, prefix number), reused per element.
+    order: Vec<(usize, u32)>,
+    /// (namespace URI, local name) of each open element.
+    open: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+impl<'a, W: Write> StreamTransform<'a, W> {
+    pub fn new(out: W) -> Self {
+        StreamTransform {
+            out,
+            prefixes: Prefixes::new(),
+            run: Vec::with_capacity(256),
+            order: Vec::with_capacity(8),
+            open: Vec::with_capacity(16),
+        }
+    }
+
+    /// The writer, once the subtree is complete.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    /// Elements opened and not yet closed.
+    pub fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn start(
+        &mut self,
+        uri: Cow<'a, str>,
+        local: &'a str,
+        attributes: &[StreamAttribute<'a>],
+    ) -> Result<(), SmevTransformError> {
+        self.flush_run()?;
+        let prefix = self.prefixes.open(uri.clone());
+        self.open.push((uri, local));
+        self.order.clear();
+        self.order.extend((0..attributes.len()).map(|i| (i, 0u32)));
+        let key = |i: usize| {
+            attributes
+                .get(i)
+                .map_or(("", ""), |a| (a.uri.as_ref(), a.local))
+        };
+        self.order
+            .sort_by(|&(x, _), &(y, _)| attribute_order(key(x), key(y)));
+        for slot in self.order.iter_mut() {
+            if let Some(a) = attributes.get(slot.0).filter(|a| !a.uri.is_empty()) {
+                slot.1 = self.prefixes.prefix_for(a.uri.clone());
+            }
+        }
+        self.prefixes
+            .write_start_tag(&mut self.out, prefix, local)?;
+        for &(i, p) in &self.order {
+            if let Some(a) = attributes.get(i) {
+                write_attribute(&mut self.out, p, a.local, &a.value)?;
+            }
+        }
+        self.out.write_all(b">")?;
+        Ok(())
+    }
+
+    /// Character data (text, CDATA content or a resolved reference), line ends normalized.
+    pub fn text(&mut self, text: &str) {
+        self.run.extend_from_slice(text.as_bytes());
+    }
+
+    /// A processing instruction: dropped, but it ends the run of character data.
+    pub fn processing_instruction(&mut self) -> Result<(), SmevTransformError> {
+        self.flush_run()
+    }
+
+    pub fn end(&mut self) -> Result<(), SmevTransformError> {
+        self.flush_run()?;
+        if let Some((uri, local)) = self.open.pop() {
+            self.prefixes.write_end_tag(&mut self.out, &uri, local)?;
+        }
+        Ok(())
+    }
+
+    fn flush_run(&mut self) -> Result<(), SmevTransformError> {
+        if !is_blank(&self.run) {
+            crate::xml::c14n::write_escaped_markup(&mut self.out, &self.run)?;
+        }
+        self.run.clear();
+        Ok(())
     }
 }
 
