@@ -298,11 +298,32 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     /// others (kept raw in `raw`).
     fn read_attributes(&mut self, e: &BytesStart<'_>, tag_start: usize) -> Result<(), ScanError> {
         self.raw.clear();
-        for attr in e.attributes().with_checks(true) {
+        let declared_before = self.ns.len();
+        // quick-xml's own duplicate check allocates per element; names are compared here.
+        for attr in e.attributes().with_checks(false) {
             let attr = attr.map_err(|err| self.malformed(tag_start, err.to_string()))?;
             let key = self.input(attr.key.as_ref(), tag_start)?;
             let value = self.input(&attr.value, tag_start)?;
             check_name(key).map_err(|why| self.malformed(tag_start, why))?;
+            if self.raw.len() >= self.limits.max_attributes_per_element {
+                return Err(XmlError::TooManyAttributes {
+                    limit: self.limits.max_attributes_per_element,
+                    position: position_at(self.text, tag_start),
+                }
+                .into());
+            }
+            let declared = self.ns.get(declared_before..).unwrap_or(&[]);
+            let twice = self.raw.iter().any(|&(k, _)| k == key)
+                || declared
+                    .iter()
+                    .any(|(p, _)| match key.strip_prefix("xmlns") {
+                        Some("") => p.is_empty(),
+                        Some(rest) => rest.strip_prefix(':') == Some(*p),
+                        None => false,
+                    });
+            if twice {
+                return Err(self.malformed(tag_start, format!("attribute `{key}` twice")));
+            }
             if key == "xmlns" {
                 let uri = self.attribute_value(value, tag_start)?;
                 self.ns.push(("", uri));
@@ -313,13 +334,6 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             } else {
                 self.raw.push((key, value));
             }
-        }
-        if self.raw.len() > self.limits.max_attributes_per_element {
-            return Err(XmlError::TooManyAttributes {
-                limit: self.limits.max_attributes_per_element,
-                position: position_at(self.text, tag_start),
-            }
-            .into());
         }
         Ok(())
     }
@@ -466,59 +480,50 @@ fn offset(position: u64) -> usize {
 }
 
 fn split_qname(qname: &str) -> (Option<&str>, &str) {
-    match qname.split_once(':') {
-        Some((p, l)) => (Some(p), l),
+    match memchr::memchr(b':', qname.as_bytes()) {
+        // A colon is ASCII, so both sides are on character boundaries.
+        Some(i) => (qname.get(..i), qname.get(i + 1..).unwrap_or("")),
         None => (None, qname),
     }
 }
 
 /// A cheap guard on names: what quick-xml hands over is whatever lies between the markup, so
-/// refuse the characters no XML name may hold, an empty part, and more than one colon.
+/// refuse the ASCII characters no XML name may hold, an empty part, a part starting with a
+/// digit, `-` or `.`, and more than one colon.
 fn check_name(qname: &str) -> Result<(), String> {
-    let bad = |part: &str| {
-        part.is_empty()
-            || part.starts_with(|c: char| c == '-' || c == '.' || c.is_ascii_digit())
-            || part.bytes().any(|b| {
-                b <= b' '
-                    || matches!(
-                        b,
-                        b'!' | b'"'
-                            | b'#'
-                            | b'$'
-                            | b'%'
-                            | b'&'
-                            | b'\''
-                            | b'('
-                            | b')'
-                            | b'*'
-                            | b'+'
-                            | b','
-                            | b'/'
-                            | b';'
-                            | b'<'
-                            | b'='
-                            | b'>'
-                            | b'?'
-                            | b'@'
-                            | b'['
-                            | b'\\'
-                            | b']'
-                            | b'^'
-                            | b'`'
-                            | b'{'
-                            | b'|'
-                            | b'}'
-                            | b'~'
-                            | 0x7f
-                    )
-            })
-    };
-    let parts: Vec<&str> = qname.split(':').collect();
-    if parts.len() > 2 || parts.iter().any(|p| bad(p)) {
+    let bytes = qname.as_bytes();
+    let mut colons = 0;
+    let mut part_start = true;
+    let ok = bytes.iter().all(|&b| {
+        let fine = if b == b':' {
+            colons += 1;
+            !part_start
+        } else if part_start {
+            !(b == b'-' || b == b'.' || b.is_ascii_digit()) && NAME_BYTE[usize::from(b)]
+        } else {
+            NAME_BYTE[usize::from(b)]
+        };
+        part_start = b == b':';
+        fine
+    });
+    if !ok || bytes.is_empty() || part_start || colons > 1 {
         return Err(format!("`{qname}` is not an XML name"));
     }
     Ok(())
 }
+
+/// Bytes that may appear in an XML name: ASCII letters, digits, `-`, `.`, `_`, `:` and every
+/// byte of a multi-byte character (the guard does not check which non-ASCII characters).
+const NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':') || c >= 0x80;
+        b += 1;
+    }
+    t
+};
 
 /// The rules of Namespaces in XML 1.0 for `xmlns:prefix="uri"`.
 fn check_declaration(prefix: &str, uri: &str) -> Result<(), String> {
@@ -562,7 +567,7 @@ fn resolve_reference(name: &str) -> Option<char> {
 
 /// Line ends as XML reads them: `\r\n` and a lone `\r` become `\n`.
 fn normalize_line_ends(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('\r') {
+    if memchr::memchr(b'\r', raw.as_bytes()).is_none() {
         return Cow::Borrowed(raw);
     }
     Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
@@ -571,10 +576,13 @@ fn normalize_line_ends(raw: &str) -> Cow<'_, str> {
 /// An attribute value as XML reads it (all attributes are CDATA without a DTD): references
 /// resolved, a line end or tab becomes one space (a referenced one is kept).
 fn normalize_attribute(raw: &str) -> Result<Cow<'_, str>, String> {
-    if raw.contains('<') {
+    let bytes = raw.as_bytes();
+    if memchr::memchr(b'<', bytes).is_some() {
         return Err("`<` in an attribute value".into());
     }
-    if !raw.contains(['&', '\t', '\n', '\r']) {
+    if memchr::memchr3(b'&', b'\n', b'\r', bytes).is_none()
+        && memchr::memchr(b'\t', bytes).is_none()
+    {
         return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len());
