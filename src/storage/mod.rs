@@ -2,8 +2,11 @@
 //! All writes go through the group-commit writer; reads use their own connections. No SOAP or HTTP here.
 
 pub mod audit;
+mod checkpoint;
 pub mod outbox;
 pub mod queue;
+pub use checkpoint::CheckpointOptions;
+use checkpoint::Checkpointer;
 mod schema;
 mod status;
 mod writer;
@@ -77,6 +80,7 @@ pub struct StoreOptions {
     pub durability: Durability,
     pub group_commit: bool,
     pub max_batch: usize,
+    pub checkpoint: CheckpointOptions,
 }
 
 impl Default for StoreOptions {
@@ -85,6 +89,7 @@ impl Default for StoreOptions {
             durability: Durability::Full,
             group_commit: true,
             max_batch: 512,
+            checkpoint: CheckpointOptions::default(),
         }
     }
 }
@@ -181,6 +186,8 @@ pub struct Store {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
+    /// Declared last: dropped after the writer, so its final round sees the last commits.
+    _checkpointer: Checkpointer,
 }
 
 impl Store {
@@ -221,16 +228,26 @@ impl Store {
             );
         }
         conn.set_prepared_statement_cache_capacity(64);
-        let writer = Writer::start(conn, options.group_commit, options.max_batch).map_err(|e| {
-            StoreError::Open {
+        // The checkpointer thread copies the WAL into the database file; the writer's own checkpoint is
+        // only the safety net (see storage::checkpoint).
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_SAFETY_NET_PAGES,
+        )
+        .map_err(open_err)?;
+        let checkpointer = Checkpointer::start(&path, options.checkpoint)?;
+        let catch_up = checkpointer.catch_up();
+        let writer = Writer::start(conn, options.group_commit, options.max_batch, catch_up)
+            .map_err(|e| StoreError::Open {
                 path: path.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Store {
             path,
             writer,
             readers: Mutex::new(Vec::new()),
+            _checkpointer: checkpointer,
         })
     }
 

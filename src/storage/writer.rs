@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::checkpoint::CatchUp;
 
 /// What the writer does with a job: run it (in a savepoint) or fail it without running.
 trait Job: Send {
@@ -58,16 +59,18 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer on `conn`. With `group_commit`, up to `max_batch` waiting jobs share one commit.
+    /// `catch_up` runs after each batch is answered (the checkpointer's request, see storage::checkpoint).
     pub fn start(
         conn: Connection,
         group_commit: bool,
         max_batch: usize,
+        catch_up: CatchUp,
     ) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let batch = if group_commit { max_batch.max(1) } else { 1 };
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(conn, rx, batch))?;
+            .spawn(move || run(conn, rx, batch, &catch_up))?;
         Ok(Writer { jobs })
     }
 
@@ -113,7 +116,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize, catch_up: &CatchUp) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
     // Blocks for the first job, then takes whatever else is already waiting: no added latency when idle.
@@ -141,6 +144,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
         for completion in completions.drain(..) {
             completion(commit.clone());
         }
+        catch_up.after_batch(&conn);
     }
 }
 
