@@ -305,6 +305,7 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             let key = self.input(attr.key.as_ref(), tag_start)?;
             let value = self.input(&attr.value, tag_start)?;
             check_name(key).map_err(|why| self.malformed(tag_start, why))?;
+            self.check_separated(key, tag_start)?;
             if self.raw.len() >= self.limits.max_attributes_per_element {
                 return Err(XmlError::TooManyAttributes {
                     limit: self.limits.max_attributes_per_element,
@@ -336,6 +337,27 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             }
         }
         Ok(())
+    }
+
+    /// quick-xml reads `a='1'b='2'` as two attributes; XML wants whitespace (or the tag's end) after
+    /// each value. `key` is the attribute's name as a slice of the input.
+    fn check_separated(&self, key: &'a str, tag_start: usize) -> Result<(), ScanError> {
+        let key_end = (key.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize) + key.len();
+        let rest = self.text.get(key_end..).unwrap_or("");
+        let rest = rest.trim_start_matches(is_xml_space);
+        let rest = rest.strip_prefix('=').unwrap_or(rest);
+        let rest = rest.trim_start_matches(is_xml_space);
+        let after = rest.chars().next().and_then(|quote| {
+            let value = rest.get(1..)?;
+            value.find(quote).and_then(|end| value.get(end + 1..))
+        });
+        match after.and_then(|a| a.chars().next()) {
+            Some(c) if is_xml_space(c) || c == '/' || c == '>' => Ok(()),
+            _ => Err(self.malformed(
+                tag_start,
+                format!("no whitespace after the value of attribute `{key}`"),
+            )),
+        }
     }
 
     /// Fills `attrs` from `raw`: namespaces resolved, values normalized, no attribute twice.
@@ -473,6 +495,10 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
         }
         .into()
     }
+}
+
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 fn offset(position: u64) -> usize {
@@ -767,8 +793,24 @@ mod tests {
             ("<e xmlns='t'><d Id='X' a='&bogus;'/><h/></e>", "`&bogus;`"),
             (
                 "<e xmlns='t'><d Id='X' a='1' a='2'/><h/></e>",
+                "attribute `a` twice",
+            ),
+            (
+                "<e xmlns='t'><d Id='X' xmlns:p='u' xmlns:p='v'/><h/></e>",
+                "`xmlns:p` twice",
+            ),
+            (
+                "<e xmlns='t'><d Id='X' xmlns='u' xmlns='v'/><h/></e>",
+                "`xmlns` twice",
+            ),
+            (
+                "<e xmlns='t'><d Id='X' a='1'b='2'/><h/></e>",
                 "not well-formed",
             ),
+            ("<e xmlns='t'><d Id='X' a=1/><h/></e>", "not well-formed"),
+            ("<e xmlns='t'><:d Id='X'/><h/></e>", "not an XML name"),
+            ("<e xmlns='t'><d: Id='X'/><h/></e>", "not an XML name"),
+            ("<e xmlns='t'><a:b:d Id='X'/><h/></e>", "not an XML name"),
             (
                 "<e xmlns='t' xmlns:p='t'><d Id='X' a='1' p:a='2' xmlns:q='t' q:a='3'/><h/></e>",
                 "attribute `a` twice",
