@@ -441,6 +441,12 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             return Err(self.malformed(at, "character data outside the root element"));
         }
         self.count_node()?;
+        if has_control_character(raw.as_bytes()) {
+            return Err(self.malformed(at, "a control character in character data"));
+        }
+        if is_text && memchr::memmem::find(raw.as_bytes(), b"]]>").is_some() {
+            return Err(self.malformed(at, "`]]>` in text"));
+        }
         if self.transform.depth() > 0 {
             self.transform.text(&normalize_line_ends(raw));
         }
@@ -495,6 +501,14 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
         }
         .into()
     }
+}
+
+/// Whether `bytes` hold a C0 control other than tab, line feed and carriage return: no XML 1.0 document
+/// may (written without an early exit, so that it compiles to a vector loop over the whole text).
+fn has_control_character(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |found, &b| {
+        found | ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r'))
+    })
 }
 
 fn is_xml_space(c: char) -> bool {
@@ -605,6 +619,9 @@ fn normalize_attribute(raw: &str) -> Result<Cow<'_, str>, String> {
     let bytes = raw.as_bytes();
     if memchr::memchr(b'<', bytes).is_some() {
         return Err("`<` in an attribute value".into());
+    }
+    if has_control_character(bytes) {
+        return Err("a control character in an attribute value".into());
     }
     if memchr::memchr3(b'&', b'\n', b'\r', bytes).is_none()
         && memchr::memchr(b'\t', bytes).is_none()
@@ -822,6 +839,19 @@ mod tests {
                 "empty namespace",
             ),
             ("<e xmlns='t'><1d Id='X'/><h/></e>", "not an XML name"),
+            (
+                "<e xmlns='t'><d Id='X'>a\u{1}b</d><h/></e>",
+                "control character in character data",
+            ),
+            (
+                "<e xmlns='t'><d Id='X'><![CDATA[\u{8}]]></d><h/></e>",
+                "control character in character data",
+            ),
+            (
+                "<e xmlns='t'><d Id='X' a='\u{1f}'/><h/></e>",
+                "control character in an attribute value",
+            ),
+            ("<e xmlns='t'><d Id='X'>a]]>b</d><h/></e>", "`]]>` in text"),
             ("<e xmlns='t'><d Id='X' a='<'/><h/></e>", "`<`"),
             (
                 "<e xmlns='t'><!-- a -- b --><d Id='X'/><h/></e>",
