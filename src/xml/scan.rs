@@ -342,17 +342,28 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     /// quick-xml reads `a='1'b='2'` as two attributes; XML wants whitespace (or the tag's end) after
     /// each value. `key` is the attribute's name as a slice of the input.
     fn check_separated(&self, key: &'a str, tag_start: usize) -> Result<(), ScanError> {
-        let key_end = (key.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize) + key.len();
-        let rest = self.text.get(key_end..).unwrap_or("");
-        let rest = rest.trim_start_matches(is_xml_space);
-        let rest = rest.strip_prefix('=').unwrap_or(rest);
-        let rest = rest.trim_start_matches(is_xml_space);
-        let after = rest.chars().next().and_then(|quote| {
-            let value = rest.get(1..)?;
-            value.find(quote).and_then(|end| value.get(end + 1..))
+        let bytes = self.text.as_bytes();
+        let skip_space = |mut i: usize| {
+            while bytes
+                .get(i)
+                .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                i += 1;
+            }
+            i
+        };
+        let key_end = (key.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize) + key.len();
+        let mut i = skip_space(key_end);
+        if bytes.get(i) == Some(&b'=') {
+            i = skip_space(i + 1);
+        }
+        let after = bytes.get(i).and_then(|&quote| {
+            let value = bytes.get(i + 1..)?;
+            let end = memchr::memchr(quote, value)?;
+            value.get(end + 1).copied()
         });
-        match after.and_then(|a| a.chars().next()) {
-            Some(c) if is_xml_space(c) || c == '/' || c == '>' => Ok(()),
+        match after {
+            Some(b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>') => Ok(()),
             _ => Err(self.malformed(
                 tag_start,
                 format!("no whitespace after the value of attribute `{key}`"),
@@ -444,7 +455,7 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
         if has_control_character(raw.as_bytes()) {
             return Err(self.malformed(at, "a control character in character data"));
         }
-        if is_text && memchr::memmem::find(raw.as_bytes(), b"]]>").is_some() {
+        if is_text && memchr::memchr(b'>', raw.as_bytes()).is_some() && raw.contains("]]>") {
             return Err(self.malformed(at, "`]]>` in text"));
         }
         if self.transform.depth() > 0 {
@@ -509,10 +520,6 @@ fn has_control_character(bytes: &[u8]) -> bool {
     bytes.iter().fold(false, |found, &b| {
         found | ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r'))
     })
-}
-
-fn is_xml_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 fn offset(position: u64) -> usize {
