@@ -202,6 +202,9 @@ pub struct TrustOptions {
     /// Accept GetResponse, Ack and GetStatus without a CallerInformationSystemSignature
     /// (for gateways that do not sign polls). A signature that is present is still verified.
     pub unsigned_polling: bool,
+    /// How far a signed GetResponse's Timestamp may be from the node's clock; each signed poll is
+    /// accepted once within it (zero: no check). See `poll_guard`.
+    pub poll_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -371,6 +374,7 @@ struct RawTrust {
     pollers: Vec<String>,
     #[serde(default)]
     unsigned_polling: bool,
+    poll_max_age: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -890,6 +894,11 @@ impl Validator<'_> {
             senders,
             pollers: raw.pollers,
             unsigned_polling: raw.unsigned_polling,
+            poll_max_age: self.duration(
+                &["trust", "poll_max_age"],
+                raw.poll_max_age,
+                Duration::from_secs(300),
+            ),
         }
     }
 

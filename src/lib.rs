@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod mapping;
 pub mod metrics;
 pub mod node;
+pub mod poll_guard;
 pub mod provider;
 pub mod revocation;
 pub mod samples;

@@ -42,6 +42,8 @@ pub struct Node {
     pub metrics: crate::metrics::Metrics,
     /// The signing key and the trust store.
     pub trust: crate::trust::Trust,
+    /// Freshness and replay check of signed GetResponse polls (`trust.poll_max_age`).
+    pub poll_guard: crate::poll_guard::PollGuard,
     /// The node field of the v1 UUIDs this node generates.
     uuid_node: [u8; 6],
 }
@@ -65,7 +67,9 @@ impl Node {
         };
         let store = Store::open(&config.data_dir, &options)?;
         let trust = crate::trust::Trust::load(&config)?;
+        let poll_guard = crate::poll_guard::PollGuard::new(config.trust.poll_max_age);
         Ok(Node {
+            poll_guard,
             trust,
             config,
             datasources,

@@ -118,6 +118,9 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
             if let Err(fault) = verify_poller(node, &doc, version, g.selector, g.caller_signature) {
                 return (operation, Step::Reply(fault.into()));
             }
+            if let Err(fault) = check_poll_freshness(node, version, &g) {
+                return (operation, Step::Reply(fault.into()));
+            }
             Step::Lease { version }
         }
         Operation::Ack(a) => {
@@ -436,6 +439,38 @@ fn verify_poller<'a, 'i>(
         ));
     }
     Ok(())
+}
+
+/// A signed GetResponse (verified already) must be fresh and new: see `poll_guard`. Unsigned polls,
+/// admitted by `trust.unsigned_polling`, carry nothing to check.
+fn check_poll_freshness(
+    node: &Node,
+    version: Version,
+    poll: &crate::soap::envelope::GetResponse<'_, '_>,
+) -> Result<(), Fault> {
+    let Some(value) = poll
+        .caller_signature
+        .and_then(|holder| {
+            holder
+                .descendants()
+                .find(|n| n.has_tag_name((crate::dsig::DSIG_NS, "SignatureValue")))
+        })
+        .and_then(|n| n.text())
+    else {
+        return Ok(());
+    };
+    node.poll_guard
+        .check(poll.timestamp, value, storage::now_millis())
+        .map_err(|why| {
+            tracing::info!("a poll was refused: {why}");
+            Fault::client(
+                version,
+                SmevFault::InvalidContent {
+                    errors: vec![(why.to_string(), None)],
+                },
+                why.to_string(),
+            )
+        })
 }
 
 fn signature_fault_code(f: crate::dsig::SignatureFault) -> SignatureFaultCode {

@@ -271,8 +271,9 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
     );
     wait_status(&node, &id, Status::ResponseReady, 10).await;
 
-    let get = get_response_request("AGENCY_B");
-    let first = post_soap(node.addr, get.clone()).await;
+    // Each poll is signed anew: the node accepts a signed poll once.
+    let get = || get_response_request("AGENCY_B");
+    let first = post_soap(node.addr, get()).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let doc = first.doc();
     assert_eq!(
@@ -301,14 +302,14 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
         .expect("response MessageID")
         .to_string();
 
-    let leased = post_soap(node.addr, get.clone()).await;
+    let leased = post_soap(node.addr, get()).await;
     assert!(
         !leased.body.contains("ResponseMessage"),
         "a leased answer is not offered twice at once: {}",
         leased.body
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let again = post_soap(node.addr, get.clone()).await;
+    let again = post_soap(node.addr, get()).await;
     assert!(
         again.body.contains(&response_id),
         "an unacknowledged answer is offered again after the visibility timeout"
@@ -321,7 +322,7 @@ async fn pull_delivery_leases_the_oldest_answer_and_ack_completes_it() {
     wait_status(&node, &id, Status::Delivered, 5).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        !post_soap(node.addr, get)
+        !post_soap(node.addr, get())
             .await
             .body
             .contains("ResponseMessage"),

@@ -656,7 +656,7 @@ async fn polls_are_verified_and_only_configured_pollers_may_take_answers() {
         "the fault names the setting: {}",
         unsigned.body
     );
-    let tampered = get_response_request("AGENCY_C").replace("2026-12-04T10", "2026-12-05T10");
+    let tampered = get_response_request("AGENCY_C").replace("<b:Timestamp>2", "<b:Timestamp>1");
     assert_eq!(
         signature_reason(&post_soap(node.addr, tampered).await),
         "SignatureIsInvalid"
@@ -684,12 +684,42 @@ async fn polls_are_verified_and_only_configured_pollers_may_take_answers() {
 }
 
 #[tokio::test]
+async fn a_signed_poll_works_once_and_only_while_fresh() {
+    let node = node_with_trust("poll_max_age = \"2m\"").await;
+    let poll = get_response_request("AGENCY_B");
+    let first = post_soap(node.addr, poll.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let replay = post_soap(node.addr, poll).await;
+    assert_eq!(fault_names(&replay), ["InvalidContent"], "{}", replay.body);
+    assert!(replay.body.contains("already answered"), "{}", replay.body);
+
+    let old = smev_adapter::storage::rfc3339(smev_adapter::storage::now_millis() - 3 * 60_000);
+    let stale = post_soap(node.addr, get_response_request_at("AGENCY_B", &old)).await;
+    assert_eq!(fault_names(&stale), ["InvalidContent"], "{}", stale.body);
+    assert!(stale.body.contains("trust.poll_max_age"), "{}", stale.body);
+
+    // A new poll (a new signature) still passes.
+    let next = post_soap(node.addr, get_response_request("AGENCY_B")).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+}
+
+#[tokio::test]
+async fn poll_max_age_zero_turns_the_replay_check_off() {
+    let node = node_with_trust("poll_max_age = \"0s\"").await;
+    let poll = get_response_request_at("AGENCY_B", "2001-01-01T00:00:00Z");
+    for _ in 0..2 {
+        let answer = post_soap(node.addr, poll.clone()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}
+
+#[tokio::test]
 async fn unsigned_polls_pass_only_when_the_config_allows_them() {
     let node = node_with_trust("unsigned_polling = true").await;
     let unsigned = post_soap(node.addr, unsigned_get_response_request()).await;
     assert_eq!(unsigned.status, 200, "{}", unsigned.body);
     // A signature that is there is still checked.
-    let tampered = get_response_request("AGENCY_B").replace("2026-12-04T10", "2026-12-05T10");
+    let tampered = get_response_request("AGENCY_B").replace("<b:Timestamp>2", "<b:Timestamp>1");
     assert_eq!(
         signature_reason(&post_soap(node.addr, tampered).await),
         "SignatureIsInvalid"

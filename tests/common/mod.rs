@@ -297,14 +297,37 @@ pub fn unsigned_registration_request(
 
 /// A GetResponseRequest (pull), its MessageTypeSelector signed by `signer`.
 pub fn get_response_request(signer: &str) -> String {
-    sign_as(signer, &unsigned_get_response_request(), "POLL")
+    get_response_request_at(signer, &fresh_timestamp())
 }
 
-/// A GetResponseRequest with an empty signature holder.
+/// A GetResponseRequest signed by `signer` whose signed Timestamp is `timestamp`.
+pub fn get_response_request_at(signer: &str, timestamp: &str) -> String {
+    sign_as(signer, &unsigned_get_response_request_at(timestamp), "POLL")
+}
+
+/// A GetResponseRequest with an empty signature holder, timestamped now.
 pub fn unsigned_get_response_request() -> String {
+    unsigned_get_response_request_at(&fresh_timestamp())
+}
+
+fn unsigned_get_response_request_at(timestamp: &str) -> String {
     format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetResponseRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageTypeSelector Id="POLL"><b:Timestamp>2026-12-04T10:00:00Z</b:Timestamp></b:MessageTypeSelector><ns:CallerInformationSystemSignature/></ns:GetResponseRequest></soap:Body></soap:Envelope>"#
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns:GetResponseRequest xmlns:ns="{TYPES_13}" xmlns:b="{BASIC_13}"><b:MessageTypeSelector Id="POLL"><b:Timestamp>{timestamp}</b:Timestamp></b:MessageTypeSelector><ns:CallerInformationSystemSignature/></ns:GetResponseRequest></soap:Body></soap:Envelope>"#
     )
+}
+
+/// Now, as an xs:dateTime, a millisecond later than any earlier call's: every poll the tests sign is a
+/// new one (the node accepts each signed poll once).
+pub fn fresh_timestamp() -> String {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = smev_adapter::storage::now_millis();
+    let at = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .map_or(now, |last| now.max(last + 1));
+    smev_adapter::storage::rfc3339(at)
 }
 
 /// An AckRequest for `response_id`, its AckTargetMessage signed by `signer`.
