@@ -256,3 +256,49 @@ fn crl_number(n: u32) -> Result<X509Extension, TrustError> {
     let value = Asn1OctetString::new_from_bytes(&der)?;
     Ok(X509Extension::new_from_der(&oid, false, &value)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_cert(path: &Path) -> X509 {
+        X509::from_pem(&std::fs::read(path).expect("read")).expect("certificate")
+    }
+
+    #[test]
+    fn a_crl_works_the_same_in_pem_and_in_der() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki =
+            crate::trust::pki_init(dir.path(), "NODE", &["AGENCY_B", "AGENCY_C"]).expect("pki");
+        let pem = pki_revoke(dir.path(), &["AGENCY_C"]).expect("revoke");
+        let der = dir.path().join("ca.der.crl");
+        let crl = X509Crl::from_pem(&std::fs::read(&pem).expect("pem")).expect("crl");
+        std::fs::write(&der, crl.to_der().expect("to der")).expect("write der");
+        let anchors = [read_cert(&pki.ca)];
+        let cert = |name: &str| {
+            let party = pki.parties.iter().find(|p| p.0 == name).expect("party");
+            read_cert(&party.2)
+        };
+        for path in [pem, der] {
+            let lists = Revocations::load(std::slice::from_ref(&path), &anchors)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let refused = lists
+                .check(&cert("AGENCY_C"))
+                .expect_err("AGENCY_C is revoked");
+            assert!(
+                refused.contains("revoked since") && refused.contains(&path.display().to_string()),
+                "{refused}"
+            );
+            assert_eq!(lists.check(&cert("AGENCY_B")), Ok(()), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_no_crl_is_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("junk.crl");
+        std::fs::write(&path, b"\x30\x03\x02\x01\x00").expect("write");
+        let err = Revocations::load(std::slice::from_ref(&path), &[]).expect_err("junk");
+        assert!(err.to_string().contains("junk.crl"), "{err}");
+    }
+}
