@@ -354,10 +354,10 @@ fn run() -> Result<u64, BoxError> {
 /// One exchange through the node's real decision path (verify, dedup check, mapping, signed answer);
 /// the durable write is the throughput bench's subject, not this one's.
 fn answered(node: &Node, body: &[u8]) -> bool {
-    use smev_adapter::provider::{Step, receive};
+    use smev_adapter::provider::{Next, Step, receive};
     match receive(node, body).1 {
         Step::Store { reply, .. } => contains(&reply, b"<r:LastName>"),
-        Step::Reply(r) => r.status == 200 && contains(&r.body, b"<r:LastName>"),
+        Step::Then(Next::Reply(r)) => r.status == 200 && contains(&r.body, b"<r:LastName>"),
         _ => false,
     }
 }

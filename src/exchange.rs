@@ -10,7 +10,7 @@ use crate::config::ReplyMode;
 use crate::consumer;
 use crate::delivery::Delivery;
 use crate::node::Node;
-use crate::provider::{self, Reply, Step};
+use crate::provider::{self, Next, Reply, Step};
 use crate::soap::reply::{self, Metadata, Participant};
 use crate::soap::{Fault, SmevFault, Version};
 use crate::storage::outbox::{AnswerRecorded, Channel};
@@ -31,7 +31,7 @@ pub async fn handle(node: &Arc<Node>, delivery: &Delivery, cpu: &CpuPool, body: 
 /// What the CPU pool hands back to the async side.
 enum Decided {
     /// Anything but a received request to store.
-    Step(&'static str, Step),
+    Next(&'static str, Next),
     /// A received request, already through the writer: the pool thread hands the record to the writer
     /// itself, so the async side is woken once per request (after the commit), not twice.
     Stored(Stored),
@@ -69,15 +69,17 @@ impl Stored {
 /// Decides on the pool; a request to store goes from there to the writer, and is answered after the commit.
 fn decide_on_pool(node: Arc<Node>, body: Bytes, done: oneshot::Sender<Decided>) {
     let (operation, step) = provider::receive(&node, &body);
-    let Step::Store {
-        record,
-        reply,
-        process,
-        mode,
-    } = step
-    else {
-        let _ = done.send(Decided::Step(operation, step));
-        return;
+    let (record, reply, process, mode) = match step {
+        Step::Store {
+            record,
+            reply,
+            process,
+            mode,
+        } => (record, reply, process, mode),
+        Step::Then(next) => {
+            let _ = done.send(Decided::Next(operation, next));
+            return;
+        }
     };
     let version = Version::ALL
         .into_iter()
@@ -106,18 +108,16 @@ async fn decide_and_store(
     let (done, decided) = oneshot::channel();
     let job_node = node.clone();
     cpu.execute(move || decide_on_pool(job_node, body, done));
-    let (operation, step) = match decided.await {
-        Ok(Decided::Step(operation, step)) => (operation, step),
+    let (operation, next) = match decided.await {
+        Ok(Decided::Next(operation, next)) => (operation, next),
         Ok(Decided::Stored(stored)) => return (stored.operation, stored.answer(delivery)),
         // The job panicked (the pool logged it) or the writer went away before answering.
         Err(_) => return ("unknown", internal_error()),
     };
-    let reply = match step {
-        Step::Reply(reply) => reply,
-        // decide_on_pool stores every Step::Store itself; this arm is never taken.
-        Step::Store { .. } => internal_error(),
-        Step::Lease { version } => lease(node, version).await,
-        Step::Ack {
+    let reply = match next {
+        Next::Reply(reply) => reply,
+        Next::Lease { version } => lease(node, version).await,
+        Next::Ack {
             version,
             response_message_id,
             accepted,
@@ -135,7 +135,7 @@ async fn decide_and_store(
             .into(),
             Err(e) => provider::store_fault(version, &e),
         },
-        Step::Answer {
+        Next::Answer {
             version,
             to,
             response_message_id,

@@ -47,11 +47,10 @@ impl Reply {
     }
 }
 
-/// What the async side must do next with a received SOAP call.
+/// What the async side must do next with a received SOAP call: store a received request (the CPU pool
+/// hands that to the writer itself), or one of the [`Next`] steps, which store no received request.
 #[derive(Debug)]
 pub enum Step {
-    /// Answer now; nothing to store.
-    Reply(Reply),
     /// Store `record` durably, then answer with `reply` (or with what a concurrent twin stored first).
     /// With `process`, the stored request is then handed to the processing workers (async mode).
     Store {
@@ -60,6 +59,21 @@ pub enum Step {
         process: bool,
         mode: ReplyMode,
     },
+    Then(Next),
+}
+
+impl Step {
+    /// Answer now; nothing to store.
+    pub fn reply(reply: Reply) -> Step {
+        Step::Then(Next::Reply(reply))
+    }
+}
+
+/// A step that stores no received request.
+#[derive(Debug)]
+pub enum Next {
+    /// Answer now; nothing to store.
+    Reply(Reply),
     /// GetResponse: lease the oldest ready response.
     Lease { version: Version },
     /// Ack: a polling gateway took a response.
@@ -87,17 +101,17 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
     const INVALID: &str = "invalid";
     let text = match xml::utf8_text(body) {
         Ok(t) => t,
-        Err(e) => return (INVALID, Step::Reply(xml_fault(Version::NEWEST, &e).into())),
+        Err(e) => return (INVALID, Step::reply(xml_fault(Version::NEWEST, &e).into())),
     };
     let doc = match xml::parse(text, &node.config.limits.xml) {
         Ok(d) => d,
-        Err(e) => return (INVALID, Step::Reply(xml_fault(Version::NEWEST, &e).into())),
+        Err(e) => return (INVALID, Step::reply(xml_fault(Version::NEWEST, &e).into())),
     };
     let env = match envelope::parse(&doc) {
         Ok(env) => env,
         Err(e) => {
             let version = envelope::sniff_version(&doc).unwrap_or(Version::NEWEST);
-            return (INVALID, Step::Reply(envelope_fault(version, e).into()));
+            return (INVALID, Step::reply(envelope_fault(version, e).into()));
         }
     };
     let version = env.version;
@@ -106,9 +120,9 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
         Operation::SendRequest(req) => receive_request(node, &doc, version, &req, body),
         Operation::GetStatus(s) => {
             if let Err(fault) = verify_poller(node, &doc, version, s.signed, s.caller_signature) {
-                return (operation, Step::Reply(fault.into()));
+                return (operation, Step::reply(fault.into()));
             }
-            Step::Reply(get_status(
+            Step::reply(get_status(
                 node,
                 version,
                 s.message_id.as_ref().map(|m| m.as_str()),
@@ -116,22 +130,22 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
         }
         Operation::GetResponse(g) => {
             if let Err(fault) = verify_poller(node, &doc, version, g.selector, g.caller_signature) {
-                return (operation, Step::Reply(fault.into()));
+                return (operation, Step::reply(fault.into()));
             }
             if let Err(fault) = check_poll_freshness(node, version, &g) {
-                return (operation, Step::Reply(fault.into()));
+                return (operation, Step::reply(fault.into()));
             }
-            Step::Lease { version }
+            Step::Then(Next::Lease { version })
         }
         Operation::Ack(a) => {
             if let Err(fault) = verify_poller(node, &doc, version, a.target, a.caller_signature) {
-                return (operation, Step::Reply(fault.into()));
+                return (operation, Step::reply(fault.into()));
             }
-            Step::Ack {
+            Step::Then(Next::Ack {
                 version,
                 response_message_id: a.message_id.to_string(),
                 accepted: a.accepted,
-            }
+            })
         }
         Operation::SendResponse(r) => {
             use crate::soap::envelope::ResponseContent;
@@ -145,7 +159,7 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
                 Ok(signer) => signer,
                 Err(fault) => {
                     tracing::info!(message_id = %r.to, "an answer was refused: {}", fault.message);
-                    return (operation, Step::Reply(fault.into()));
+                    return (operation, Step::reply(fault.into()));
                 }
             };
             use crate::storage::outbox::AnswerKind;
@@ -156,7 +170,7 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
                     AnswerKind::Status
                 }
             };
-            Step::Answer {
+            Step::Then(Next::Answer {
                 version,
                 to: r.to.to_string(),
                 response_message_id: r.message_id.to_string(),
@@ -164,7 +178,7 @@ pub fn receive(node: &Node, body: &[u8]) -> (&'static str, Step) {
                 sender: signer.sender,
                 kind,
                 body: body.to_vec(),
-            }
+            })
         }
     };
     (operation, step)
@@ -182,17 +196,17 @@ fn receive_request(
         Ok(s) => s,
         Err(fault) => {
             tracing::info!(message_id = %req.message_id, "refused: {}", fault.message);
-            return Step::Reply(fault.into());
+            return Step::reply(fault.into());
         }
     };
     let sender = signer.sender.clone();
     match node.store.find_incoming(&sender, req.message_id.as_str()) {
         Ok(Some(existing)) => {
             tracing::info!(message_id = %req.message_id, status = %existing.status, "repeated request: answering with what is stored");
-            return Step::Reply(repeat_reply(&existing, mode, version));
+            return Step::reply(repeat_reply(&existing, mode, version));
         }
         Ok(None) => {}
-        Err(e) => return Step::Reply(store_fault(version, &e)),
+        Err(e) => return Step::reply(store_fault(version, &e)),
     }
     let mut record = NewIncoming {
         sender: sender.clone(),
@@ -209,7 +223,7 @@ fn receive_request(
         ReplyMode::Sync => {
             let (answer, mapping) = match decide(node, doc, version, req, &sender) {
                 Ok(a) => a,
-                Err(fault) => return Step::Reply(fault.into()),
+                Err(fault) => return Step::reply(fault.into()),
             };
             record.mapping = mapping;
             record.deadline_at = deadline_at(node, req);
@@ -239,7 +253,7 @@ fn receive_request(
         ReplyMode::Async => {
             // Validate what can be validated before acknowledging: a bad request gets its fault now.
             if let Err(fault) = validate(node, doc, version, req) {
-                return Step::Reply(fault.into());
+                return Step::reply(fault.into());
             }
             record.mapping = mapping_name(node, req);
             record.deadline_at = deadline_at(node, req);
@@ -265,7 +279,7 @@ fn receive_request(
                 Ok(signed) => signed,
                 Err(e) => {
                     tracing::error!(message_id = %req.message_id, "signing the acknowledgement failed: {e}");
-                    return Step::Reply(
+                    return Step::reply(
                         Fault::server(
                             version,
                             SmevFault::SmevFailure,
