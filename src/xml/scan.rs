@@ -93,7 +93,6 @@ fn scan<W: Write>(
         nodes: 0,
         elements: 0,
         matches: 0,
-        target_done: false,
         holders: 0,
         holder_open: None,
         insertion: None,
@@ -121,7 +120,6 @@ struct Scanner<'a, 's, W> {
     elements: usize,
     /// Elements that matched `select`.
     matches: usize,
-    target_done: bool,
     holders: usize,
     /// Depth of the open holder element, until its end tag is seen.
     holder_open: Option<usize>,
@@ -421,9 +419,6 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     fn end(&mut self, tag_end: usize) -> Result<(), ScanError> {
         if self.transform.depth() > 0 {
             self.transform.end()?;
-            if self.transform.depth() == 0 {
-                self.target_done = true;
-            }
         }
         if self.holder_open == Some(self.frames.len()) {
             self.holder_open = None;
