@@ -181,6 +181,9 @@ pub fn rfc3339(millis: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Page cache of each read connection, in KiB (see `Store::read`).
+const READER_CACHE_KIB: i64 = 256;
+
 /// The durable store. Cheap to share behind an `Arc`.
 pub struct Store {
     path: PathBuf,
@@ -271,6 +274,11 @@ impl Store {
                 let c = Connection::open_with_flags(&self.path, flags)?;
                 c.busy_timeout(Duration::from_secs(10))?;
                 c.set_prepared_statement_cache_capacity(32);
+                // Readers look up a few recent index pages (the dedup check, the delivery poll); the OS
+                // page cache holds the rest. SQLite's default 2 MiB per connection filled up over a long
+                // run: peers load for 10 s, VmHWM 37.0-37.3 MiB with it, 31.6-31.7 MiB with this, same
+                // req/s and p99 within noise (3 alternated pairs).
+                c.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
                 c
             }
         };
