@@ -297,13 +297,12 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     fn read_attributes(&mut self, e: &BytesStart<'_>, tag_start: usize) -> Result<(), ScanError> {
         self.raw.clear();
         let declared_before = self.ns.len();
-        // quick-xml's own duplicate check allocates per element; names are compared here.
-        for attr in e.attributes().with_checks(false) {
-            let attr = attr.map_err(|err| self.malformed(tag_start, err.to_string()))?;
-            let key = self.input(attr.key.as_ref(), tag_start)?;
-            let value = self.input(&attr.value, tag_start)?;
+        let mut rest = self.input(e.attributes_raw(), tag_start)?;
+        while let Some((key, value, after)) =
+            next_attribute(rest).map_err(|why| self.malformed(tag_start, why))?
+        {
+            rest = after;
             check_name(key).map_err(|why| self.malformed(tag_start, why))?;
-            self.check_separated(key, tag_start)?;
             if self.raw.len() >= self.limits.max_attributes_per_element {
                 return Err(XmlError::TooManyAttributes {
                     limit: self.limits.max_attributes_per_element,
@@ -335,38 +334,6 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             }
         }
         Ok(())
-    }
-
-    /// quick-xml reads `a='1'b='2'` as two attributes; XML wants whitespace (or the tag's end) after
-    /// each value. `key` is the attribute's name as a slice of the input.
-    fn check_separated(&self, key: &'a str, tag_start: usize) -> Result<(), ScanError> {
-        let bytes = self.text.as_bytes();
-        let skip_space = |mut i: usize| {
-            while bytes
-                .get(i)
-                .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            {
-                i += 1;
-            }
-            i
-        };
-        let key_end = (key.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize) + key.len();
-        let mut i = skip_space(key_end);
-        if bytes.get(i) == Some(&b'=') {
-            i = skip_space(i + 1);
-        }
-        let after = bytes.get(i).and_then(|&quote| {
-            let value = bytes.get(i + 1..)?;
-            let end = memchr::memchr(quote, value)?;
-            value.get(end + 1).copied()
-        });
-        match after {
-            Some(b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>') => Ok(()),
-            _ => Err(self.malformed(
-                tag_start,
-                format!("no whitespace after the value of attribute `{key}`"),
-            )),
-        }
     }
 
     /// Fills `attrs` from `raw`: namespaces resolved, values normalized, no attribute twice.
@@ -447,14 +414,22 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             return Err(self.malformed(at, "character data outside the root element"));
         }
         self.count_node()?;
-        if has_control_character(raw.as_bytes()) {
-            return Err(self.malformed(at, "a control character in character data"));
-        }
-        if is_text && memchr::memchr(b'>', raw.as_bytes()).is_some() && raw.contains("]]>") {
-            return Err(self.malformed(at, "`]]>` in text"));
+        // Most text holds none of the bytes that need a closer look (one pass, no search calls).
+        let plain = !raw.bytes().any(|b| TEXT_SPECIAL[usize::from(b)]);
+        if !plain {
+            if has_control_character(raw.as_bytes()) {
+                return Err(self.malformed(at, "a control character in character data"));
+            }
+            if is_text && raw.contains("]]>") {
+                return Err(self.malformed(at, "`]]>` in text"));
+            }
         }
         if self.transform.depth() > 0 {
-            self.transform.text(&normalize_line_ends(raw));
+            if plain {
+                self.transform.text(raw);
+            } else {
+                self.transform.text(&normalize_line_ends(raw));
+            }
         }
         Ok(())
     }
@@ -509,6 +484,33 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     }
 }
 
+/// Bytes after which text needs a closer look: C0 controls (`\r` for line ends) but tab and line feed, and
+/// `>` (for `]]>`).
+const TEXT_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 0x20 {
+        t[b] = b != 0x09 && b != 0x0a;
+        b += 1;
+    }
+    t[b'>' as usize] = true;
+    t
+};
+
+/// Bytes after which an attribute value needs a closer look: every C0 control (tab, line feed and
+/// carriage return become spaces), `&` and `<`.
+const ATTRIBUTE_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0usize;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t
+};
+
 /// Whether `bytes` hold a C0 control other than tab, line feed and carriage return: no XML 1.0 document
 /// may (written without an early exit, so that it compiles to a vector loop over the whole text).
 fn has_control_character(bytes: &[u8]) -> bool {
@@ -522,11 +524,56 @@ fn offset(position: u64) -> usize {
 }
 
 fn split_qname(qname: &str) -> (Option<&str>, &str) {
-    match memchr::memchr(b':', qname.as_bytes()) {
+    // Names are short: a plain loop beats a vectorized search's set-up.
+    match qname.bytes().position(|b| b == b':') {
         // A colon is ASCII, so both sides are on character boundaries.
         Some(i) => (qname.get(..i), qname.get(i + 1..).unwrap_or("")),
         None => (None, qname),
     }
+}
+
+/// The first attribute of `rest` (what follows a tag's name): `(name, raw value, what follows)`, or `None`
+/// when only whitespace is left. XML wants whitespace before every attribute, `=` (with optional
+/// whitespace around it) and a value in matching quotes; quick-xml's reader lets `a='1'b='2'` pass.
+/// Every split is at an ASCII byte, so the slices stay on character boundaries.
+fn next_attribute(rest: &str) -> Result<Option<(&str, &str, &str)>, String> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = rest.as_bytes();
+    let skip = |mut i: usize| {
+        while bytes.get(i).is_some_and(|&b| is_space(b)) {
+            i += 1;
+        }
+        i
+    };
+    let start = skip(0);
+    if start == bytes.len() {
+        return Ok(None);
+    }
+    if start == 0 {
+        return Err("no whitespace before an attribute".into());
+    }
+    let mut i = start;
+    while bytes.get(i).is_some_and(|&b| !is_space(b) && b != b'=') {
+        i += 1;
+    }
+    let name = rest.get(start..i).unwrap_or("");
+    i = skip(i);
+    if bytes.get(i) != Some(&b'=') {
+        return Err(format!("attribute `{name}` has no value"));
+    }
+    i = skip(i + 1);
+    let quote = match bytes.get(i) {
+        Some(&q @ (b'"' | b'\'')) => q,
+        _ => return Err(format!("the value of attribute `{name}` is not in quotes")),
+    };
+    let value_start = i + 1;
+    let len = bytes
+        .get(value_start..)
+        .and_then(|v| memchr::memchr(quote, v))
+        .ok_or_else(|| format!("the value of attribute `{name}` has no closing quote"))?;
+    let value = rest.get(value_start..value_start + len).unwrap_or("");
+    let after = rest.get(value_start + len + 1..).unwrap_or("");
+    Ok(Some((name, value, after)))
 }
 
 /// A cheap guard on names: what quick-xml hands over is whatever lies between the markup, so
@@ -619,16 +666,15 @@ fn normalize_line_ends(raw: &str) -> Cow<'_, str> {
 /// resolved, a line end or tab becomes one space (a referenced one is kept).
 fn normalize_attribute(raw: &str) -> Result<Cow<'_, str>, String> {
     let bytes = raw.as_bytes();
-    if memchr::memchr(b'<', bytes).is_some() {
+    // Values are short: one pass over a table beats several searches.
+    if !bytes.iter().any(|&b| ATTRIBUTE_SPECIAL[usize::from(b)]) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    if bytes.contains(&b'<') {
         return Err("`<` in an attribute value".into());
     }
     if has_control_character(bytes) {
         return Err("a control character in an attribute value".into());
-    }
-    if memchr::memchr3(b'&', b'\n', b'\r', bytes).is_none()
-        && memchr::memchr(b'\t', bytes).is_none()
-    {
-        return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
