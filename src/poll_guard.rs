@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use openssl::sha::sha256;
 
-/// How many accepted polls are remembered (about 3.5 MB); past it the oldest are forgotten first.
-const MAX_REMEMBERED: usize = 100_000;
+/// How many accepted polls are remembered; past it the oldest are forgotten first. Each costs about
+/// 40 bytes (a 16-byte key in the set and the queue), so at most about 3 MB with the collections' slack.
+const MAX_REMEMBERED: usize = 50_000;
+
+/// The first 16 bytes of SHA-256 over a SignatureValue: a collision between two signatures of this
+/// node's polls is as likely as guessing a 128-bit key.
+type Key = [u8; 16];
 
 /// Why a signed poll was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,9 +45,9 @@ pub struct PollGuard {
 
 #[derive(Default)]
 struct Seen {
-    keys: HashSet<[u8; 32]>,
+    keys: HashSet<Key>,
     /// (when the poll's Timestamp stops being accepted, key), oldest first.
-    order: VecDeque<(i64, [u8; 32])>,
+    order: VecDeque<(i64, Key)>,
 }
 
 impl PollGuard {
@@ -86,7 +91,8 @@ impl PollGuard {
             .bytes()
             .filter(|b| !b.is_ascii_whitespace())
             .collect();
-        let key = sha256(&compact);
+        let mut key: Key = [0; 16];
+        key.copy_from_slice(&sha256(&compact)[..16]);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(&(until, old)) = seen.order.front() {
             if until > now_ms && seen.order.len() < MAX_REMEMBERED {

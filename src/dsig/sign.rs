@@ -337,26 +337,19 @@ pub fn insert_as_last_child(
     let src = xml
         .get(range.clone())
         .ok_or_else(|| malformed("element range outside the text"))?;
-    let mut out = String::with_capacity(xml.len() + fragment.len() + 32);
-    if src.ends_with("/>") {
-        // <a .../> becomes <a ...>FRAGMENT</a>
-        let qname_end = src[1..]
+    let at = if src.ends_with("/>") {
+        let name_len = src[1..]
             .find(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
-            .map_or(src.len(), |i| i + 1);
-        out.push_str(&xml[..range.end - 2]);
-        out.push('>');
-        out.push_str(fragment);
-        out.push_str("</");
-        out.push_str(&src[1..qname_end]);
-        out.push('>');
+            .unwrap_or(src.len() - 1);
+        Insertion::ExpandEmpty {
+            slash: range.end - 2,
+            qname: range.start + 1..range.start + 1 + name_len,
+        }
     } else {
         let close = src
             .rfind("</")
             .ok_or_else(|| malformed("element has no end tag"))?;
-        out.push_str(&xml[..range.start + close]);
-        out.push_str(fragment);
-        out.push_str(&xml[range.start + close..range.end]);
-    }
-    out.push_str(&xml[range.end..]);
-    Ok(out)
+        Insertion::BeforeEndTag(range.start + close)
+    };
+    insert_signature(xml, &at, fragment)
 }

@@ -5,11 +5,12 @@ pub mod audit;
 mod checkpoint;
 pub mod outbox;
 pub mod queue;
-pub use checkpoint::CheckpointOptions;
-use checkpoint::Checkpointer;
 mod schema;
 mod status;
 mod writer;
+
+pub use checkpoint::CheckpointOptions;
+use checkpoint::Checkpointer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -189,7 +190,8 @@ pub struct Store {
     path: PathBuf,
     writer: Writer,
     readers: Mutex<Vec<Connection>>,
-    /// Declared last: dropped after the writer, so its final round sees the last commits.
+    /// Declared last: dropped after the writer's handle, so its final round comes after the last
+    /// jobs were handed over (the writer thread may still be committing them).
     _checkpointer: Checkpointer,
 }
 

@@ -125,8 +125,9 @@ struct Scanner<'a, 's, W> {
     holder_open: Option<usize>,
     insertion: Option<Insertion>,
     root_seen: bool,
-    /// (qualified name, raw value) of the current element's attributes, reused.
-    raw: Vec<(&'a str, &'a str)>,
+    /// (qualified name, normalized value) of the current element's attributes, before their
+    /// prefixes are resolved (a declaration may follow the attribute that uses it); reused.
+    raw: Vec<(&'a str, Cow<'a, str>)>,
     attrs: Vec<StreamAttribute<'a>>,
     transform: StreamTransform<'a, W>,
 }
@@ -243,6 +244,7 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
         let qname = self.input(e.name().as_ref(), tag_start)?;
         check_name(qname).map_err(|why| self.malformed(tag_start, why))?;
         self.read_attributes(e, tag_start)?;
+        self.resolve_attributes(tag_start)?;
         let (prefix, local) = split_qname(qname);
         let uri = self.element_namespace(prefix, tag_start)?;
 
@@ -250,17 +252,16 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
         self.elements += 1;
         let inside = self.transform.depth() > 0;
         let selected = match self.select {
-            Select::Id(id) => self.raw.iter().any(|&(name, value)| {
-                matches!(split_qname(name).1, "Id" | "ID" | "id")
-                    && normalize_attribute(value).is_ok_and(|v| v == id)
-            }),
+            Select::Id(id) => self
+                .attrs
+                .iter()
+                .any(|a| matches!(a.local, "Id" | "ID" | "id") && a.value == id),
             Select::Nth(n) => n == index,
         };
         if selected {
             self.matches += 1;
         }
         if inside || (selected && self.matches == 1) {
-            self.resolve_attributes(tag_start)?;
             self.transform.start(uri.clone(), local, &self.attrs)?;
         }
 
@@ -293,7 +294,7 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
     }
 
     /// Splits the tag's attributes into namespace declarations (pushed onto `ns`) and the
-    /// others (kept raw in `raw`).
+    /// others (values normalized, kept in `raw`).
     fn read_attributes(&mut self, e: &BytesStart<'_>, tag_start: usize) -> Result<(), ScanError> {
         self.raw.clear();
         let declared_before = self.ns.len();
@@ -311,7 +312,7 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
                 .into());
             }
             let declared = self.ns.get(declared_before..).unwrap_or(&[]);
-            let twice = self.raw.iter().any(|&(k, _)| k == key)
+            let twice = self.raw.iter().any(|(k, _)| *k == key)
                 || declared
                     .iter()
                     .any(|(p, _)| match key.strip_prefix("xmlns") {
@@ -330,17 +331,19 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
                 check_declaration(prefix, &uri).map_err(|why| self.malformed(tag_start, why))?;
                 self.ns.push((prefix, uri));
             } else {
+                let value = self.attribute_value(value, tag_start)?;
                 self.raw.push((key, value));
             }
         }
         Ok(())
     }
 
-    /// Fills `attrs` from `raw`: namespaces resolved, values normalized, no attribute twice.
+    /// Moves `raw` into `attrs`: prefixes resolved, no attribute twice (by namespace and name).
     fn resolve_attributes(&mut self, tag_start: usize) -> Result<(), ScanError> {
         self.attrs.clear();
-        for i in 0..self.raw.len() {
-            let (qname, raw) = self.raw[i];
+        // Taken out and put back so that its buffer is reused while `self` resolves prefixes.
+        let mut raw = std::mem::take(&mut self.raw);
+        for (qname, value) in raw.drain(..) {
             let (prefix, local) = split_qname(qname);
             let uri = match prefix {
                 None => Cow::Borrowed(""),
@@ -349,9 +352,9 @@ impl<'a, W: Write> Scanner<'a, '_, W> {
             if self.attrs.iter().any(|a| a.local == local && a.uri == uri) {
                 return Err(self.malformed(tag_start, format!("attribute `{local}` twice")));
             }
-            let value = self.attribute_value(raw, tag_start)?;
             self.attrs.push(StreamAttribute { uri, local, value });
         }
+        self.raw = raw;
         Ok(())
     }
 
@@ -862,6 +865,11 @@ mod tests {
             ("<e xmlns='t'><d Id='X'>&nbsp;</d><h/></e>", "`&nbsp;`"),
             ("<e xmlns='t'><d Id='X'>&#0;</d><h/></e>", "`&#0;`"),
             ("<e xmlns='t'><d Id='X' a='&bogus;'/><h/></e>", "`&bogus;`"),
+            ("<e xmlns='t' a='&bogus;'><d Id='X'/><h/></e>", "`&bogus;`"),
+            (
+                "<e xmlns='t' p:a='1'><d Id='X'/><h/></e>",
+                "unknown namespace prefix `p`",
+            ),
             (
                 "<e xmlns='t'><d Id='X' a='1' a='2'/><h/></e>",
                 "attribute `a` twice",

@@ -1,5 +1,5 @@
 //! Owns the SMEV 3 `urn://smev-gov-ru/xmldsig/transform` (prefix rewriting to ns1.., attribute sorting, whitespace-only text dropped), streamed into any `std::io::Write`.
-//! Must not canonicalize, digest or re-parse: applied to a subtree it yields exactly transform(exc-c14n(subtree)) straight from the `roxmltree` tree.
+//! Must not canonicalize, digest or re-parse: applied to a subtree (from the `roxmltree` tree, or from the token stream of `xml::scan` through `StreamTransform`) it yields exactly transform(exc-c14n(subtree)).
 
 use std::borrow::Cow;
 use std::io::Write;
